@@ -1,0 +1,18 @@
+"""dgen: a sample-level audio DSP compiler with automatic differentiation.
+
+Build a graph with `Graph` and `Op`, compile it with `compile` (C SIMD, CUDA or the NumPy
+reference), run it, and fit its parameters with `TrainingContext`.
+"""
+
+from .errors import (AlgebraicLoopError, ArityError, BackendUnavailable, CellConflictError, DgenError,
+                     ForeignNodeError, GraphError, NonFiniteConstantError, RunInputError, TrainingError,
+                     UnknownOpError, WindowSizeError)
+from .graph import Cell, Graph, Node
+from .ops import Op
+from .pipeline import compile
+
+__version__ = "0.1.0"
+
+__all__ = ["Graph", "Node", "Cell", "Op", "compile", "DgenError", "GraphError", "ArityError",
+           "ForeignNodeError", "UnknownOpError", "NonFiniteConstantError", "AlgebraicLoopError",
+           "CellConflictError", "WindowSizeError", "RunInputError", "BackendUnavailable", "TrainingError"]
