@@ -19,6 +19,7 @@ class Plan:
     schedule: object
     layout: object
     reverse: bool = False  # backward graphs run frames from last to first
+    node_map: dict | None = None  # user graph node id -> id in `graph` (after expansion)
 
     def dump(self) -> str:
         return "\n".join([self.feedback.dump(self.graph), self.schedule.dump(self.graph), self.layout.dump()])
@@ -32,16 +33,19 @@ def _debug(stage: str, text: str) -> None:
 def plan(graph, expand: bool, reverse: bool = False) -> Plan:
     """verify -> [expand] -> feedback -> dependencies -> schedule -> memory layout."""
     verify(graph)
+    node_map = {i: i for i in range(len(graph))}
     if expand:
-        graph, _ = expand_stateful(graph)
+        graph, mapping = expand_stateful(graph)
+        node_map = {i: nd.id for i, nd in mapping.items()}
         _debug("expand", f"{len(graph)} nodes")
-    feedback = find_feedback(graph)
+    deps = dependencies(graph)
+    feedback = find_feedback(graph, deps)
     _debug("feedback", feedback.dump(graph))
-    schedule = schedule_blocks(graph, dependencies(graph), feedback)
+    schedule = schedule_blocks(graph, deps, feedback)
     _debug("schedule", schedule.dump(graph))
     layout = memory_layout(graph)
     _debug("layout", layout.dump())
-    return Plan(graph, feedback, schedule, layout, reverse)
+    return Plan(graph, feedback, schedule, layout, reverse, node_map)
 
 
 def compile(graph, backend: str = "c", frame_count: int = 4096, backwards: bool = False,

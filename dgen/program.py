@@ -51,6 +51,14 @@ class Program:
             at = self.plan.layout.offsets[p.cell.id]
             self.mem[at] = p.instance_values(self.instances)
 
+    def mem_view(self):
+        """(M,) for one instance (the scalar fast path), (M, B) for more; shares self.mem."""
+        return self.mem[:, 0] if self.instances == 1 else self.mem
+
+    def channel_arrays(self, x):
+        """(B, C, N) checked inputs -> per channel arrays (N,) or (N, B), as kernels take them."""
+        return [x[0, c] if self.instances == 1 else np.ascontiguousarray(x[:, c].T) for c in range(x.shape[1])]
+
     # ------------------------------------------------------------------ running
     def run(self, inputs=None, frames=None) -> np.ndarray:
         """Render `frames` frames (default frame_count); state carries over between calls.

@@ -2,8 +2,13 @@
 
 The node graph is acyclic as data. A loop closes through state: what a writer stores in
 frame n, a reader of the same cell sees in frame n+1 (history_write -> history_read,
-memory_write -> memory_read, and their adjoints). Adding those edges and finding SCCs
-gives the clusters that must run frame by frame, as one unit.
+memory_write -> memory_read, and their adjoints).
+
+Every node touching one cell must also run in the same frame loop as the others, or a
+read would see writes of later frames of the tile. So all users of a cell are tied into a
+ring, and with the within-frame dependencies the SCCs are the clusters that run frame by
+frame as one unit: feedback loops, and plain delay lines with everything between their
+write and their reads.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ CELL_EDGES = {
 
 @dataclass(frozen=True)
 class FeedbackInfo:
-    clusters: tuple[tuple[int, ...], ...]  # node ids of each feedback loop, sorted
+    clusters: tuple[tuple[int, ...], ...]  # node ids of each cluster, sorted
+    loops: tuple[int, ...] = ()  # indices of clusters that are true feedback (a cell edge inside)
 
     def cluster_of(self) -> dict[int, int]:
         return {n: k for k, c in enumerate(self.clusters) for n in c}
@@ -30,9 +36,10 @@ class FeedbackInfo:
     def dump(self, graph) -> str:
         if not self.clusters:
             return "feedback: none"
-        lines = [f"feedback: {len(self.clusters)} cluster(s)"]
+        lines = [f"feedback: {len(self.clusters)} cluster(s), {len(self.loops)} loop(s)"]
         for k, c in enumerate(self.clusters):
-            lines.append(f"  cluster {k}: " + ", ".join(describe(graph.nodes[i]) for i in c))
+            tag = "loop" if k in self.loops else "cells"
+            lines.append(f"  cluster {k} ({tag}): " + ", ".join(describe(graph.nodes[i]) for i in c))
         return "\n".join(lines)
 
 
@@ -92,16 +99,21 @@ def strongly_connected(n: int, succs) -> list[list[int]]:
     return out
 
 
-def find_feedback(graph) -> FeedbackInfo:
-    succs = [[] for _ in graph.nodes]
+def find_feedback(graph, deps) -> FeedbackInfo:
+    succs = [list(s) for s in deps.succs]
+    users: dict[int, list[int]] = {}
     for nd in graph.nodes:
-        for i in nd.inputs:
-            succs[i].append(nd.id)
-    loops = set()
-    for w, r in cell_edges(graph):
-        succs[w].append(r)
-        if w == r:
-            loops.add(w)
+        if nd.op.cell is not None:
+            users.setdefault(nd.op.cell.id, []).append(nd.id)
+    for ring in users.values():
+        for a, b in zip(ring, ring[1:] + ring[:1]):
+            if a != b:
+                succs[a].append(b)
     comps = strongly_connected(len(graph.nodes), succs)
-    clusters = [tuple(c) for c in comps if len(c) > 1 or c[0] in loops]
-    return FeedbackInfo(tuple(sorted(clusters)))
+    clusters = tuple(sorted(tuple(c) for c in comps if len(c) > 1))
+    member = {n: k for k, c in enumerate(clusters) for n in c}
+    from .deps import ancestors
+
+    loops = {member[w] for w, r in cell_edges(graph)
+             if w in member and member[w] == member.get(r) and r in ancestors(graph, w)}
+    return FeedbackInfo(clusters, tuple(sorted(loops)))

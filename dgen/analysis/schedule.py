@@ -52,14 +52,15 @@ class Schedule:
 
 
 def node_kinds(graph, feedback) -> tuple[str, ...]:
-    in_loop = feedback.cluster_of()
+    in_cluster = feedback.cluster_of()
     kinds = []
     for nd in graph.nodes:
         if nd.op.kind == BUFFER_OP:
-            if nd.id in in_loop:
-                raise errors.GraphError(f"{describe(nd)}: a buffer op cannot sit inside a feedback loop")
+            if nd.id in in_cluster:
+                raise errors.GraphError(f"{describe(nd)}: a buffer op cannot sit inside a feedback loop "
+                                        "or between a cell's reads and writes")
             kinds.append(BUFFER)
-        elif nd.op.kind == STATE or nd.id in in_loop:
+        elif nd.op.kind == STATE or nd.id in in_cluster:
             kinds.append(SEQUENTIAL)
         else:
             kinds.append(VECTOR)
@@ -79,34 +80,74 @@ def _raise_loop(graph, deps, left: set[int]):
     raise errors.AlgebraicLoopError(f"algebraic loop (no history cell breaks it): {names}")
 
 
+def _topological(graph, deps, members) -> list[int]:
+    """Kahn's order of `members` by their internal dependencies, ties by node id."""
+    inside = set(members)
+    waiting = {m: sum(1 for p in deps.preds[m] if p in inside) for m in members}
+    ready = [m for m, w in waiting.items() if w == 0]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        m = heapq.heappop(ready)
+        out.append(m)
+        for s in deps.succs[m]:
+            if s in inside:
+                waiting[s] -= 1
+                if waiting[s] == 0:
+                    heapq.heappush(ready, s)
+    if len(out) < len(members):
+        _raise_loop(graph, deps, inside - set(out))
+    return out
+
+
 def order(graph, deps) -> tuple[int, ...]:
-    return tuple(n for b in schedule_blocks(graph, deps, None).blocks for n in b.nodes)
+    """A plain topological order of one frame."""
+    return tuple(_topological(graph, deps, range(len(graph.nodes))))
+
+
+def _units(graph, feedback):
+    """Each cluster is one unit (scheduled whole); every other node is its own unit."""
+    unit_of, members = {}, []
+    for c in feedback.clusters:
+        for n in c:
+            unit_of[n] = len(members)
+        members.append(list(c))
+    for nd in graph.nodes:
+        if nd.id not in unit_of:
+            unit_of[nd.id] = len(members)
+            members.append([nd.id])
+    return unit_of, members
 
 
 def schedule_blocks(graph, deps, feedback) -> Schedule:
-    kinds = node_kinds(graph, feedback) if feedback is not None else (VECTOR,) * len(graph.nodes)
-    waiting = [len(p) for p in deps.preds]
+    """List scheduling of units: keep emitting the current kind while any unit of it is ready."""
+    order(graph, deps)  # raises AlgebraicLoopError naming the cycle, if any
+    kinds = node_kinds(graph, feedback)
+    unit_of, members = _units(graph, feedback)
+    unit_preds = [{unit_of[p] for m in ms for p in deps.preds[m]} - {u} for u, ms in enumerate(members)]
+    unit_succs = [set() for _ in members]
+    for u, ps in enumerate(unit_preds):
+        for p in ps:
+            unit_succs[p].add(u)
+    waiting = [len(p) for p in unit_preds]
     ready = {k: [] for k in _PRIORITY}
-    for i, w in enumerate(waiting):
+    for u, w in enumerate(waiting):
         if w == 0:
-            heapq.heappush(ready[kinds[i]], i)
-    blocks, current, members = [], None, []
+            heapq.heappush(ready[kinds[members[u][0]]], (min(members[u]), u))
+    blocks, current, emitted = [], None, []
     while any(ready.values()):
         if not ready.get(current):
-            if members:
-                blocks.append((current, members))
-            current, members = next(k for k in _PRIORITY if ready[k]), []
-        i = heapq.heappop(ready[current])
-        members.append(i)
-        for s in deps.succs[i]:
+            if emitted:
+                blocks.append((current, emitted))
+            current, emitted = next(k for k in _PRIORITY if ready[k]), []
+        _, u = heapq.heappop(ready[current])
+        emitted.extend(_topological(graph, deps, members[u]))
+        for s in unit_succs[u]:
             waiting[s] -= 1
             if waiting[s] == 0:
-                heapq.heappush(ready[kinds[s]], s)
-    if members:
-        blocks.append((current, members))
-    left = {i for i, w in enumerate(waiting) if w > 0}
-    if left:
-        _raise_loop(graph, deps, left)
+                heapq.heappush(ready[kinds[members[s][0]]], (min(members[s]), s))
+    if emitted:
+        blocks.append((current, emitted))
     built = tuple(Block(k, tuple(m), _chains(graph, m) if k == SEQUENTIAL else ()) for k, m in blocks)
     return Schedule(built, kinds)
 

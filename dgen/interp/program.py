@@ -18,14 +18,6 @@ class ReferenceProgram(Program):
                                       reverse=plan.reverse, keep=keep)
         self._source = plan.schedule.dump(plan.graph)
 
-    def mem_view(self):
-        """(M,) for one instance (scalar fast path), (M, B) for more; shares self.mem."""
-        return self.mem[:, 0] if self.instances == 1 else self.mem
-
-    def channel_arrays(self, x):
-        """(B, C, N) user inputs -> per channel arrays (N,) or (N, B)."""
-        return [x[0, c] if self.instances == 1 else x[:, c].T for c in range(x.shape[1])]
-
     def execute_values(self, x, frames, tape=None) -> dict:
         return self.kernel.execute(self.mem_view(), frames, self.channel_arrays(x), tape)
 

@@ -29,7 +29,7 @@ class ReferenceKernel:
                      if b.kind == SEQUENTIAL}
 
     def base(self, nd) -> int:
-        return self.layout.offsets[nd.op.cell.id]
+        return self.layout.offsets[nd.op.cell.id] if nd.op.cell is not None else 0
 
     # ------------------------------------------------------------------ execution
     def execute(self, mem, frames: int, inputs, tape=None) -> dict:

@@ -1,0 +1,121 @@
+"""Programs compiled with backwards=True: a forward program plus adjoint programs.
+
+The forward pass runs the expanded graph and keeps (tapes) the values the adjoint graph
+reads; the adjoint graph then runs frames from last to first. The tape holds whole signals
+for one call (frames x instances floats per taped node): simple and exact; 4096 frames of
+the seed graph tape about 20 signals. Any backend works that can build a kernel from a
+plan: `kernel_factory(plan, keep) -> kernel` with `execute(mem, frames, inputs, tape)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import errors
+from ..pipeline import _debug, plan
+from ..transform.autodiff import Adjoint, differentiate
+
+
+@dataclass
+class _Gradient:
+    loss_id: int  # in the expanded forward graph
+    adjoint: Adjoint
+    forward_kernel: object
+    backward_kernel: object
+    backward_plan: object
+
+
+class TrainingProgram:
+    """Runs like the forward program (`run`, `reset`, `source`) and adds `forward_backward`."""
+
+    def __init__(self, forward, kernel_factory):
+        self.forward = forward
+        self.kernel_factory = kernel_factory
+        self._gradients: dict[int, _Gradient] = {}
+
+    # the forward program's surface
+    graph = property(lambda self: self.forward.graph)
+    plan = property(lambda self: self.forward.plan)
+    schedule = property(lambda self: self.forward.schedule)
+    instances = property(lambda self: self.forward.instances)
+    frame_count = property(lambda self: self.forward.frame_count)
+    backend = property(lambda self: self.forward.backend)
+
+    @property
+    def source(self) -> str:
+        parts = [self.forward.source]
+        parts += [getattr(gr.backward_kernel, "source", "") for gr in self._gradients.values()]
+        return "\n".join(p for p in parts if p)
+
+    def run(self, inputs=None, frames=None):
+        return self.forward.run(inputs, frames)
+
+    def reset(self):
+        self.forward.reset()
+
+    def __repr__(self):
+        return repr(self.forward).replace("program", "training program", 1)
+
+    # ------------------------------------------------------------------ gradients
+    def default_loss(self):
+        outs = self.graph.outputs()
+        if 0 not in outs:
+            raise errors.GraphError("no loss given and the graph has no output(0) to train on")
+        return self.graph.nodes[outs[0].inputs[0]]
+
+    def gradient(self, loss) -> _Gradient:
+        """Build (once per loss node) the adjoint graph of mean_n loss[n]."""
+        if loss.id not in self._gradients:
+            fid = self.plan.node_map[loss.id]
+            scale = 1.0 / self.frame_count
+            adj = differentiate(self.plan.graph, {fid: lambda g: g.constant(scale)},
+                                self.plan.schedule.order())
+            bplan = plan(adj.graph, expand=False, reverse=True)
+            _debug("adjoint", bplan.dump())
+            keep = (*adj.tape_ids, fid)
+            self._gradients[loss.id] = _Gradient(fid, adj, self.kernel_factory(self.plan, keep),
+                                                 self.kernel_factory(bplan, ()), bplan)
+        return self._gradients[loss.id]
+
+    def forward_backward(self, loss=None, inputs=None, parameters=None):
+        """One pass over frame_count frames from the current state.
+
+        Returns (loss per instance (B,), {parameter: gradient per instance (B,)}).
+        """
+        fwd = self.forward
+        grad = self.gradient(loss if loss is not None else self.default_loss())
+        x, frames = fwd._check_inputs(inputs, self.frame_count)
+        if frames != self.frame_count:
+            raise errors.RunInputError(f"forward_backward runs frame_count={self.frame_count} frames, "
+                                       f"inputs have {frames}")
+        fwd._sync_parameters()
+        values = grad.forward_kernel.execute(fwd.mem_view(), frames, fwd.channel_arrays(x))
+        loss_values = np.asarray(values[grad.loss_id], np.float64).reshape(frames, -1).mean(axis=0)
+        bmem = np.zeros((grad.backward_plan.layout.size, self.instances), fwd.dtype)
+        tape = {i: values[i] for i in grad.adjoint.tape_ids}
+        grad.backward_kernel.execute(bmem[:, 0] if self.instances == 1 else bmem, frames, [], tape)
+        grads = {}
+        for p in parameters if parameters is not None else self.graph.parameters:
+            cell = grad.adjoint.grad_cells.get(p.cell.id)
+            at = grad.backward_plan.layout.offsets[cell.id] if cell is not None else None
+            grads[p] = np.zeros(self.instances) if at is None else bmem[at].astype(np.float64)
+        return loss_values, grads
+
+
+def reference_training_program(graph, frame_count, instances, dtype=np.float64, **options):
+    from ..interp.program import ReferenceProgram
+    from ..interp.reference import ReferenceKernel
+
+    forward = ReferenceProgram(plan(graph, expand=True), frame_count, instances, dtype)
+
+    def factory(p, keep):
+        return ReferenceKernel(p.graph, p.schedule, p.layout, dtype, p.reverse, keep)
+
+    return TrainingProgram(forward, factory)
+
+
+def training_program(graph, frame_count, instances, kernel_factory, forward):
+    """For backends: wrap their forward program and kernel factory."""
+    return TrainingProgram(forward, kernel_factory)
