@@ -10,9 +10,11 @@ from .errors import (AlgebraicLoopError, ArityError, BackendUnavailable, CellCon
 from .graph import Cell, Graph, Node
 from .ops import Op
 from .pipeline import compile
+from .train import SGD, Adam, Optimizer, Parameter, TrainingContext
 
 __version__ = "0.1.0"
 
 __all__ = ["Graph", "Node", "Cell", "Op", "compile", "DgenError", "GraphError", "ArityError",
            "ForeignNodeError", "UnknownOpError", "NonFiniteConstantError", "AlgebraicLoopError",
-           "CellConflictError", "WindowSizeError", "RunInputError", "BackendUnavailable", "TrainingError"]
+           "CellConflictError", "WindowSizeError", "RunInputError", "BackendUnavailable", "TrainingError",
+           "Parameter", "TrainingContext", "SGD", "Adam", "Optimizer"]

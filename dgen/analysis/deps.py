@@ -34,7 +34,8 @@ def _seq_edges(graph, node):
     for before, after in zip(xs, xs[1:]):
         done_first = ancestors(graph, before)
         for m in ancestors(graph, after) - done_first:
-            if graph.nodes[m].op.kind == STATE:
+            # a history_read always sees the previous frame: no seq can move it after a write
+            if graph.nodes[m].op.kind == STATE and graph.nodes[m].op.name != "history_read":
                 yield before, m
 
 

@@ -20,22 +20,28 @@ def _check_window(node, window: int, hop: int):
         raise errors.WindowSizeError(f"{describe(node)}: hop {hop!r} must be an int >= 1")
 
 
-def _windows(x, window: int, past=None):
-    """(N, [B], W): the W samples ending at each frame; `past` (or zeros) before frame 0."""
+def _padded(x, window: int, past=None):
     if past is None:
         past = np.zeros((window - 1, *x.shape[1:]), x.dtype)
-    return sliding_window_view(np.concatenate([past, x]), window, axis=0)
+    return np.concatenate([past, x])
 
 
-def _hop_weights(n: int, hop: int, dtype, phase: int = 0):
-    """Frames where a window ends ((frame+1) % hop == 0) carry hop x its loss, others 0."""
-    w = np.zeros(n, dtype)
-    w[(hop - 1 - phase) % hop :: hop] = hop
-    return w
+def _ends(n: int, hop: int, phase: int = 0) -> np.ndarray:
+    """Frames where a window ends: (phase + frame + 1) % hop == 0."""
+    return np.arange((hop - 1 - phase) % hop, n, hop)
 
 
-def _magnitudes(x, window, past=None):
-    return np.abs(np.fft.rfft(_windows(x, window, past), axis=-1))
+def _chunks(ends, per_frame: int, budget: int = 1 << 22):
+    """Split window end frames so one chunk's FFT input stays under `budget` floats."""
+    step = max(1, budget // max(per_frame, 1))
+    for k in range(0, len(ends), step):
+        yield ends[k : k + step]
+
+
+def _window_spectra(padded, ends, window):
+    """rfft of the W samples ending at each frame in `ends`: (len(ends), [B], W/2+1)."""
+    view = sliding_window_view(padded, window, axis=0)  # a view: (N, [B], W)
+    return np.fft.rfft(view[ends], axis=-1)
 
 
 @register
@@ -76,11 +82,15 @@ class SpectralLoss(Primitive):
         return loss
 
     def ref(self, a, b, past_a=None, past_b=None, phase=0):
-        fa, fb = _magnitudes(a, self.window, past_a), _magnitudes(b, self.window, past_b)
-        loss = ((fa - fb) ** 2).sum(-1).astype(a.dtype)
-        if self.hop > 1:
-            loss *= _hop_weights(len(a), self.hop, a.dtype, phase).reshape(-1, *([1] * (a.ndim - 1)))
-        return loss
+        W = self.window
+        pa, pb = _padded(a, W, past_a), _padded(b, W, past_b)
+        loss = np.zeros(a.shape, np.float64)
+        ends = _ends(len(a), self.hop, phase)
+        for chunk in _chunks(ends, W * int(np.prod(a.shape[1:]))):
+            fa = np.abs(_window_spectra(pa, chunk, W))
+            fb = np.abs(_window_spectra(pb, chunk, W))
+            loss[chunk] = ((fa - fb) ** 2).sum(-1) * self.hop
+        return loss.astype(a.dtype)
 
     def vjp(self, g, y, a, b):
         from . import Op
@@ -108,21 +118,21 @@ class SpectralLossGrad(Primitive):
     def ref(self, adj, a, b):
         """Assumes the forward pass started from reset (zero window history)."""
         W, n = self.window, len(a)
-        spec_a = np.fft.rfft(_windows(a, W), axis=-1)
-        mag_a = np.abs(spec_a)
-        mag_b = np.abs(np.fft.rfft(_windows(b, W), axis=-1))
-        # d|A_k|/dx_m = Re(conj(A_k) e^{-2 pi i k m/W}) / |A_k|; 0 where |A_k| = 0.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            phase = np.where(mag_a > 0, spec_a / mag_a, 0)
-        d = 2.0 * (mag_a - mag_b) * phase
-        d[..., 1 : W // 2] *= 0.5  # irfft counts the inner bins twice
-        per_window = W * np.fft.irfft(d, n=W, axis=-1)  # (N, [B], W): dL_n/dx_m
-        weight = adj if self.hop == 1 else adj * _hop_weights(n, self.hop, adj.dtype).reshape(
-            -1, *([1] * (adj.ndim - 1)))
-        padded = np.zeros((n + W - 1, *a.shape[1:]), np.float64)
-        for m in range(W):  # overlap-add: window n, tap m is sample n - W + 1 + m
-            padded[m : m + n] += weight * per_window[..., m]
-        return padded[W - 1 :].astype(a.dtype)
+        pa, pb = _padded(a, W), _padded(b, W)
+        padded_grad = np.zeros(pa.shape, np.float64)
+        for chunk in _chunks(_ends(n, self.hop), W * int(np.prod(a.shape[1:]))):
+            spec_a = _window_spectra(pa, chunk, W)
+            mag_a, mag_b = np.abs(spec_a), np.abs(_window_spectra(pb, chunk, W))
+            # d|A_k|/dx_m = Re(conj(A_k) e^{-2 pi i k m/W}) / |A_k|; 0 where |A_k| = 0.
+            with np.errstate(invalid="ignore", divide="ignore"):
+                phase = np.where(mag_a > 0, spec_a / mag_a, 0)
+            d = 2.0 * (mag_a - mag_b) * phase
+            d[..., 1 : W // 2] *= 0.5  # irfft counts the inner bins twice
+            per_window = W * np.fft.irfft(d, n=W, axis=-1)  # (len(chunk), [B], W): dL_n/dx_m
+            weight = adj[chunk] * self.hop
+            for m in range(W):  # overlap-add: window ending at n, tap m is padded sample n + m
+                padded_grad[chunk + m] += weight * per_window[..., m]  # chunk + m is unique
+        return padded_grad[W - 1 :].astype(a.dtype)
 
     def vjp(self, g, y, adj, a, b):
         raise errors.GraphError("second derivatives of spectral_loss are not supported")

@@ -35,9 +35,10 @@
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__)
-/* a vector wider than the enabled ISA (e.g. -DDGEN_W=16 without AVX-512)
-   makes GCC note an ABI change; every vf function here is static inline, so
-   no ABI boundary is crossed */
+/* A vector wider than the enabled ISA (e.g. -DDGEN_W=16 without AVX-512)
+   makes GCC warn about an ABI change.  Every vf function here is static
+   inline, so no ABI boundary is crossed.  GCC also prints a "parameters with
+   64-byte alignment" note that only the command-line -Wno-psabi silences. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 typedef float vf __attribute__((vector_size(DGEN_W * 4)));

@@ -1,0 +1,214 @@
+"""What every C-like renderer (C SIMD now, CUDA later) shares: how a scheduled graph splits
+into stages, which values live where, and how a node is spelled.
+
+A *stage* is a run of vector/sequential blocks between buffer blocks; it becomes one
+generated function over all frames. Buffer blocks (whole-signal ops such as the spectral
+loss) run in Python between stages. Inside a stage every node value lives in one of:
+
+- a local of its block's frame loop (used only inside that block),
+- a tile buffer (`b<id>`: used by a later block of the same stage),
+- a full-length array passed in (`ext[k]`): outputs, kept values, values another stage or a
+  buffer op reads, and the inputs, tapes and earlier stages' values this stage reads.
+
+Sources are never stored: constants are literals, params are read once per call,
+inputs and tapes are external arrays. Pure nodes of constants and params only ("uniforms",
+e.g. filter coefficients from a fixed cutoff) are computed once per call, not per frame. Backend differences are class attributes and tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..analysis import BUFFER
+from ..errors import describe
+from ..ops import PURE
+
+SOURCES = ("constant", "input", "param", "tape")
+EXTERNAL_SOURCES = ("input", "tape")  # read from arrays the caller passes
+EXPANDED = ("phasor", "accum", "latch")  # pipeline.plan(expand=True) rewrites these away
+REGISTER_CELL_OPS = ("history_read", "history_write", "grad_accum")  # cell kept in a local
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One entry of a stage's `ext` pointer array: a full-length signal.
+
+    kind: "input" (key = channel), "tape" (key = forward node id), "in" (a value made by an
+    earlier step) or "out" (a value this stage makes); `node` is the node it belongs to."""
+
+    kind: str
+    key: int
+    node: int
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One generated function: blocks, the external arrays it touches, where values live."""
+
+    name: str
+    blocks: tuple  # schedule Blocks, in order
+    slots: tuple[Slot, ...]
+    buffered: frozenset  # node ids with a tile buffer
+    params: tuple[int, ...]  # param node ids read by this stage
+    uniforms: tuple[int, ...]  # invariant pure nodes it computes once per call, in order
+    cells: tuple[int, ...]  # cell ids kept in locals (history, gradient accumulators)
+    invariant: frozenset = frozenset()  # every invariant node of the graph (never in a frame loop)
+
+    def slot_of(self) -> dict[int, int]:
+        return {s.node: k for k, s in enumerate(self.slots)}
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # "stage" or "buffer"
+    stage: Stage | None = None
+    block: object = None  # the buffer Block
+
+
+def float_literal(value: float) -> str:
+    """The exact float32 `value` as a C literal (inf for values beyond float32)."""
+    f = np.float32(value)
+    if np.isinf(f):
+        return "INFINITY" if f > 0 else "(-INFINITY)"
+    s = str(f)
+    if not any(c in s for c in ".e"):
+        s += ".0"
+    return f"({s}f)" if s.startswith("-") else f"{s}f"
+
+
+def split_stages(graph, schedule, keep=()) -> tuple[Step, ...]:
+    """Steps in run order: compiled stages and the buffer blocks between them."""
+    runs = []  # ("buffer", Block) or ("stage", [Block, ...])
+    for block in schedule.blocks:
+        if block.kind == BUFFER:
+            runs.append(("buffer", block))
+        elif runs and runs[-1][0] == "stage":
+            runs[-1][1].append(block)
+        else:
+            runs.append(("stage", [block]))
+    consumers = [[] for _ in graph.nodes]
+    for nd in graph.nodes:
+        for i in nd.inputs:
+            consumers[i].append(nd.id)
+    keep = set(keep) | {nd.id for nd in graph.nodes if nd.op.name == "output"}
+    buffer_users = {i for kind, b in runs if kind == "buffer" for n in b.nodes for i in graph.nodes[n].inputs}
+    invariant = invariant_nodes(graph, keep, buffer_users)
+    steps = []
+    for kind, item in runs:
+        if kind == "buffer":
+            steps.append(Step("buffer", block=item))
+        else:
+            name = f"dgen_stage{sum(s.kind == 'stage' for s in steps)}"
+            steps.append(Step("stage", stage=_stage(graph, name, item, consumers, keep, invariant)))
+    return tuple(steps)
+
+
+def invariant_nodes(graph, keep, buffer_users) -> frozenset:
+    """Pure nodes whose inputs are all constants, params or invariant: one value per call,
+    computed once at the top of a stage instead of per frame. Values wanted as whole signals
+    (kept, outputs, read by buffer ops) stay per frame."""
+    inv = set()
+    for nd in graph.nodes:  # inputs always have smaller ids
+        name = nd.op.name
+        if name in ("constant", "param"):
+            inv.add(nd.id)
+        elif (nd.op.kind == PURE and name != "output" and nd.id not in keep and nd.id not in buffer_users
+              and all(i in inv for i in nd.inputs)):
+            inv.add(nd.id)
+    return frozenset(inv)
+
+
+def _stage(graph, name, blocks, consumers, keep, invariant) -> Stage:
+    block_of = {n: b for b, block in enumerate(blocks) for n in block.nodes}
+    slots, buffered, cells, uniform = [], set(), [], set()
+    sources, outside = {}, set()  # external sources / values of earlier steps read here
+
+    def need_uniform(i):
+        stack = [i]
+        while stack:
+            j = stack.pop()
+            if j not in uniform:
+                uniform.add(j)
+                stack.extend(graph.nodes[j].inputs)
+
+    for block in blocks:
+        for n in block.nodes:
+            nd = graph.nodes[n]
+            if nd.op.name in SOURCES or n in invariant:
+                continue  # spelled where used
+            if nd.op.name in REGISTER_CELL_OPS and nd.op.cell.id not in cells:
+                cells.append(nd.op.cell.id)
+            for i in nd.inputs:
+                op = graph.nodes[i].op
+                if i in invariant:
+                    need_uniform(i)
+                elif op.name in EXTERNAL_SOURCES:
+                    sources[i] = op
+                elif i not in block_of:
+                    outside.add(i)
+            users = consumers[n]
+            if any(c in block_of and block_of[c] != block_of[n] for c in users):
+                buffered.add(n)
+            if n in keep or any(c not in block_of for c in users):
+                slots.append(Slot("out", n, n))
+    slots += [Slot(op.name, op.channel if op.name == "input" else op.ref_id, i) for i, op in sorted(sources.items())]
+    slots += [Slot("in", i, i) for i in sorted(outside)]
+    params = tuple(i for i in sorted(uniform) if graph.nodes[i].op.name == "param")
+    uniforms = tuple(i for i in sorted(uniform) if graph.nodes[i].op.name not in SOURCES)
+    return Stage(name, tuple(blocks), tuple(slots), frozenset(buffered), params, uniforms, tuple(cells),
+                 invariant)
+
+
+class CStyleRenderer:
+    """Spelling of nodes in C-like languages. Subclasses set the attributes and loops."""
+
+    name = "C"
+    restrict = "restrict"
+    # stateful ops: one statement each; {T} value type, {p} helper prefix (sf/vf), {n} node id,
+    # {s} the cell's local, {base} the cell's memory, {size} its size, {st} the lane stride
+    # argument (empty for scalars), {0}, {1} the operands
+    state_code = {
+        "history_read": "{T} v{n} = {s};",
+        "history_write": "{T} v{n} = {0}; {s} = v{n};",
+        "grad_accum": "{T} v{n} = {0}; {s} += v{n};",
+        "memory_read": "{T} v{n} = {p}_mread({base}, {0}, {size}{st});",
+        "memory_write": "{T} v{n} = {1}; {p}_mwrite({base}, {0}, {size}{st}, v{n});",
+        "memory_accum": "{T} v{n} = {1}; {p}_maccum({base}, {0}, {size}{st}, v{n});",
+        "memory_take": "{T} v{n} = {p}_mtake({base}, {0}, {size}{st});",
+    }
+
+    @classmethod
+    def renders(cls, op) -> str:
+        """How this backend handles an op: "source", "pure", "state", "buffer", "expanded"."""
+        if op.name in SOURCES or op.name == "output":
+            return "source" if op.name in SOURCES else "pure"
+        if op.kind == PURE:
+            return "pure"
+        if op.name in cls.state_code:
+            return "state"
+        if op.kind == "buffer":
+            return "buffer"
+        if op.name in EXPANDED:
+            return "expanded"
+        return ""
+
+    def check(self, graph) -> None:
+        for nd in graph.nodes:
+            how = self.renders(nd.op)
+            if how == "expanded":
+                raise NotImplementedError(f"{describe(nd)}: op {nd.op.name!r} reaches the {self.name} renderer "
+                                          "unexpanded; plan the graph with expand=True")
+            if not how:
+                raise NotImplementedError(f"no {self.name} rendering for op {nd.op.name!r} ({describe(nd)})")
+
+    def pure_expr(self, nd, p: str, args: list[str]) -> str:
+        if nd.op.name == "output":
+            return args[0]
+        return nd.op.c_render(p, args)
+
+    def state_stmt(self, nd, T: str, p: str, args: list[str], base: str, st: str) -> str:
+        cell = nd.op.cell
+        return self.state_code[nd.op.name].format(*args, T=T, p=p, n=nd.id, s=f"s{cell.id}", base=base,
+                                                  size=cell.size, st=st)

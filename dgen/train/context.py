@@ -1,0 +1,110 @@
+"""TrainingContext: the loop state of a fit (parameters, optimizer, history, checkpoints)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .. import errors
+
+
+class TrainingContext:
+    """zero_grad() -> forward_backward() -> step(), as in spec/api.md."""
+
+    def __init__(self, parameters, optimizer, loss, program):
+        if not hasattr(program, "forward_backward"):
+            raise errors.GraphError("TrainingContext needs a program compiled with backwards=True")
+        self.parameters, self.optimizer, self.loss, self.program = list(parameters), optimizer, loss, program
+        names = [p.name for p in self.parameters]
+        if len(set(names)) != len(names):
+            raise errors.GraphError(f"parameter names must be unique, got {names}")
+        self.steps = 0
+        self.last_loss = None
+        self.history: list[dict] = []  # per step: loss and parameter values (per instance)
+
+    @property
+    def instances(self) -> int:
+        return self.program.instances
+
+    def zero_grad(self) -> None:
+        """Zero gradients and state; parameter values stay."""
+        self.program.reset()
+        for p in self.parameters:
+            p.grad = 0.0 if self.instances == 1 else np.zeros(self.instances)
+
+    def forward_backward(self, inputs=None):
+        """Mean over frames of the loss (a float, or one per instance); sets each `.grad`."""
+        loss, grads = self.program.forward_backward(self.loss, inputs, self.parameters)
+        for p in self.parameters:
+            g = grads[p]
+            p.grad = float(g[0]) if self.instances == 1 else g
+        self.last_loss = loss
+        return float(loss[0]) if self.instances == 1 else loss
+
+    def step(self) -> None:
+        """One optimizer update; values clamped to [min, max]; NaN/inf stops with the culprit."""
+        self.steps += 1
+        for p in self.parameters:
+            g = np.broadcast_to(np.asarray(p.grad, np.float64), (self.instances,))
+            if not np.all(np.isfinite(g)):
+                raise errors.TrainingError(f"parameter {p.name!r}: gradient {p.grad} is not finite at step "
+                                           f"{self.steps}")
+            value = np.broadcast_to(np.asarray(p.value, np.float64), (self.instances,)).copy()
+            new = self.optimizer.update(p.name, value, g)
+            if not np.all(np.isfinite(new)):
+                raise errors.TrainingError(f"parameter {p.name!r} became {new} at step {self.steps}")
+            p.value = new if self.instances > 1 else new[0]
+        self._record()
+
+    def _record(self) -> None:
+        loss = self.last_loss
+        self.history.append({
+            "step": self.steps,
+            "loss": None if loss is None else (float(loss[0]) if self.instances == 1 else np.asarray(loss).tolist()),
+            **{p.name: (p.value if self.instances == 1 else np.asarray(p.value).tolist()) for p in self.parameters},
+        })
+
+    def train(self, steps: int, inputs=None, progress=None, callback=None):
+        """Run `steps` iterations of zero_grad/forward_backward/step; returns the last loss."""
+        from ..progress import progress_bar
+
+        loss = None
+        with progress_bar(total=steps, desc="training", enable=progress) as bar:
+            for _ in range(steps):
+                self.zero_grad()
+                loss = self.forward_backward(inputs)
+                self.step()
+                bar.update(1, loss=np.min(loss))
+                if callback is not None:
+                    callback(self)
+        return loss
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path) -> None:
+        """Parameter values, optimizer state, step count and history as JSON."""
+        state = {
+            "steps": self.steps,
+            "parameters": {p.name: np.atleast_1d(p.value).tolist() for p in self.parameters},
+            "optimizer": {"type": type(self.optimizer).__name__, **self.optimizer.state_dict()},
+            "history": self.history,
+        }
+        with open(path, "w") as f:
+            json.dump(state, f)
+
+    def load_state(self, path) -> None:
+        with open(path) as f:
+            state = json.load(f)
+        by_name = {p.name: p for p in self.parameters}
+        for name, value in state["parameters"].items():
+            if name not in by_name:
+                raise errors.TrainingError(f"checkpoint has parameter {name!r} that this context lacks")
+            by_name[name].value = value if self.instances > 1 else value[0]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps, self.history = state["steps"], state["history"]
+
+    @classmethod
+    def load(cls, path, parameters, optimizer, loss, program):
+        ctx = cls(parameters, optimizer, loss, program)
+        ctx.load_state(path)
+        return ctx
