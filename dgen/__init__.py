@@ -7,9 +7,11 @@ reference), run it, and fit its parameters with `TrainingContext`.
 from .errors import (AlgebraicLoopError, ArityError, BackendUnavailable, CellConflictError, DgenError,
                      ForeignNodeError, GraphError, NonFiniteConstantError, RunInputError, TrainingError,
                      UnknownOpError, WindowSizeError)
+from .audio import load_audio, save_audio
 from .graph import Cell, Graph, Node
 from .ops import Op
 from .pipeline import compile
+from .plot import plot_history
 from .train import SGD, Adam, Optimizer, Parameter, TrainingContext
 
 __version__ = "0.1.0"
@@ -17,4 +19,5 @@ __version__ = "0.1.0"
 __all__ = ["Graph", "Node", "Cell", "Op", "compile", "DgenError", "GraphError", "ArityError",
            "ForeignNodeError", "UnknownOpError", "NonFiniteConstantError", "AlgebraicLoopError",
            "CellConflictError", "WindowSizeError", "RunInputError", "BackendUnavailable", "TrainingError",
-           "Parameter", "TrainingContext", "SGD", "Adam", "Optimizer"]
+           "Parameter", "TrainingContext", "SGD", "Adam", "Optimizer", "load_audio", "save_audio",
+           "plot_history"]

@@ -340,7 +340,7 @@ def db(v):
 
 
 def sign(v):
-    return (v > 0) - (v < 0)
+    return float(v > 0) - float(v < 0)
 
 
 def compressor_loop(x, ratio, threshold, knee, attack, release, sc_on, sc, sr):

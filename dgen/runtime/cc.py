@@ -1,0 +1,193 @@
+"""The system C compiler: find it, build shared libraries, cache them, load them.
+
+The only module that runs processes or loads native code (with runtime/c_program.py as
+its caller). A library is cached by the hash of (source, compiler identity, flags, CPU),
+so `-march=native` builds never cross machines that share a home directory. Cache entries
+are written to a temporary file and renamed into place, next to a SHA-256 of their bytes;
+an entry whose bytes do not match is rebuilt, never loaded. Concurrent builds of one
+source all succeed: each renames a complete file over the same name.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BackendUnavailable, DgenError
+from ..render.prelude import mvec_available
+
+BASE_FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-std=c11")
+# -ffp-contract=off: no fused multiply-add contraction, so float32 rounding matches the
+# reference step for step (clang contracts by default). Never -ffast-math: NaN/inf matter.
+
+
+class CompileError(DgenError, RuntimeError):
+    """The C compiler rejected generated code (a dgen bug): the message has its output."""
+
+
+@dataclass(frozen=True)
+class Compiler:
+    command: tuple[str, ...]  # e.g. ("gcc",) or ("ccache", "clang")
+    identity: str  # what the cache key needs to know about it
+
+
+_lock = threading.Lock()
+_compiler: Compiler | None = None
+_loaded: dict[str, ctypes.CDLL] = {}
+
+
+def find_compiler() -> Compiler:
+    """`$CC` if set, else the first of cc, gcc, clang on PATH."""
+    global _compiler
+    if _compiler is None:
+        env = os.environ.get("CC", "").strip()
+        names = [shlex.split(env)] if env else [["cc"], ["gcc"], ["clang"]]
+        for argv in names:
+            path = shutil.which(argv[0])
+            if path:
+                st = os.stat(os.path.realpath(path))
+                ident = f"{' '.join(argv)}|{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{_cpu()}"
+                _compiler = Compiler((path, *argv[1:]), ident)
+                break
+        else:
+            tried = f"$CC={env!r}" if env else "cc, gcc, clang"
+            raise BackendUnavailable(f"the C backend needs a C compiler, and none was found on PATH "
+                                     f"(tried {tried}); install gcc or clang, or set CC")
+    return _compiler
+
+
+def _cpu() -> str:
+    """The CPU model and feature flags (part of the key: -march=native code is CPU-specific)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read(1 << 16)
+    except OSError:
+        import platform
+
+        return platform.machine() + platform.processor()
+    keep = [ln for ln in text.splitlines() if ln.split(":")[0].strip() in ("model name", "flags", "Features")]
+    return hashlib.sha256("\n".join(sorted(set(keep))).encode()).hexdigest()[:16]
+
+
+def default_flags(mvec: bool | None = None, defines: dict | None = None) -> tuple[str, ...]:
+    mvec = mvec_available() if mvec is None else mvec
+    flags = list(BASE_FLAGS)
+    flags += [f"-D{k}={v}" for k, v in sorted((defines or {}).items())]
+    if mvec:
+        flags.append("-DDGEN_USE_MVEC")
+    return tuple(flags)
+
+
+def _libs(flags) -> list[str]:
+    return ["-lm"] + (["-lmvec"] if "-DDGEN_USE_MVEC" in flags else [])
+
+
+def cache_dir() -> Path:
+    """$DGEN_CACHE_DIR, else the user cache dir (platformdirs, XDG); a temp dir if unwritable."""
+    env = os.environ.get("DGEN_CACHE_DIR")
+    if env:
+        path = Path(env)
+    else:
+        try:
+            import platformdirs
+
+            path = Path(platformdirs.user_cache_dir("dgen", appauthor=False))
+        except ImportError:
+            path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dgen"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"{path} is not writable")
+        return path
+    except OSError as e:
+        fallback = Path(tempfile.gettempdir()) / f"dgen-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+        warnings.warn(f"dgen: cache dir {path} is unusable ({e}); using {fallback}", RuntimeWarning, stacklevel=3)
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback
+
+
+def cache_key(source: str, flags) -> str:
+    cc = find_compiler()
+    h = hashlib.sha256()
+    for part in (cc.identity, " ".join(flags), source):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def _valid(lib: Path, digest: Path) -> bool:
+    try:
+        want = digest.read_text().strip()
+        return hashlib.sha256(lib.read_bytes()).hexdigest() == want
+    except OSError:
+        return False
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def build(source: str, output: Path, flags, extra=(), shared=True) -> None:
+    """Compile `source` to `output` (a shared library or an executable)."""
+    cc = find_compiler()
+    argv = [*cc.command, *flags, *(["-shared"] if shared else []), *extra, "-x", "c", "-", "-o", str(output),
+            *_libs(flags)]
+    try:
+        proc = subprocess.run(argv, input=source.encode(), capture_output=True, timeout=600)
+    except OSError as e:
+        raise BackendUnavailable(f"could not run the C compiler {cc.command[0]}: {e}") from e
+    if proc.returncode != 0:
+        saved = Path(tempfile.gettempdir()) / f"dgen-failed-{hashlib.sha256(source.encode()).hexdigest()[:12]}.c"
+        try:
+            saved.write_text(source)
+        except OSError:
+            saved = "(not saved)"
+        raise CompileError(f"C compiler failed (exit {proc.returncode}) on generated code saved at {saved}:\n"
+                           f"{' '.join(argv)}\n{proc.stderr.decode(errors='replace')[-4000:]}")
+
+
+def compile_library(source: str, flags=None) -> ctypes.CDLL:
+    """The loaded library for `source`: from this process, from the disk cache, or built now."""
+    flags = tuple(flags) if flags is not None else default_flags()
+    key = cache_key(source, flags)
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+    folder = cache_dir()
+    lib, digest = folder / f"{key}.so", folder / f"{key}.sha256"
+    if not _valid(lib, digest):
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".so")
+        os.close(fd)
+        try:
+            build(source, Path(tmp), flags)
+            data = Path(tmp).read_bytes()
+            os.replace(tmp, lib)
+        finally:
+            _unlink(tmp)
+        _atomic_write(digest, hashlib.sha256(data).hexdigest().encode())
+    loaded = ctypes.CDLL(str(lib))
+    with _lock:
+        return _loaded.setdefault(key, loaded)
