@@ -12,11 +12,12 @@ from .graph import Cell, Graph, Node
 from .ops import Op
 from .pipeline import compile
 from .plot import plot_history
+from .render import generate
 from .train import SGD, Adam, Optimizer, Parameter, TrainingContext
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "Node", "Cell", "Op", "compile", "DgenError", "GraphError", "ArityError",
+__all__ = ["Graph", "Node", "Cell", "Op", "compile", "generate", "DgenError", "GraphError", "ArityError",
            "ForeignNodeError", "UnknownOpError", "NonFiniteConstantError", "AlgebraicLoopError",
            "CellConflictError", "WindowSizeError", "RunInputError", "BackendUnavailable", "TrainingError",
            "Parameter", "TrainingContext", "SGD", "Adam", "Optimizer", "load_audio", "save_audio",

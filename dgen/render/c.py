@@ -30,7 +30,6 @@ SUPPORT = r"""
 #ifndef DGEN_ALIGNED
 #define DGEN_ALIGNED __attribute__((aligned(64)))
 #endif
-static inline float sf_splat(float x) { return x; }
 
 /* ops.md memory index: j = floor(x) wrapped into [0, size); a non-finite x gives 0.
    Integer arithmetic where it is exact, fmod in double beyond int range. */
@@ -208,7 +207,8 @@ class _StageWriter:
 
     # ------------------------------------------------------------------ one block
     def block(self, k, block) -> list[str]:
-        nodes = [n for n in block.nodes if self.g.nodes[n].op.name not in SOURCES and n not in self.st.invariant]
+        skip = self.st.invariant
+        nodes = [n for n in block.nodes if self.g.nodes[n].op.name not in SOURCES and n not in skip]
         if not nodes:
             return []
         seq = block.kind == SEQUENTIAL

@@ -12,7 +12,8 @@ loss) run in Python between stages. Inside a stage every node value lives in one
 
 Sources are never stored: constants are literals, params are read once per call,
 inputs and tapes are external arrays. Pure nodes of constants and params only ("uniforms",
-e.g. filter coefficients from a fixed cutoff) are computed once per call, not per frame. Backend differences are class attributes and tables.
+e.g. filter coefficients from a fixed cutoff) are computed once per call, not per frame.
+Backend differences are class attributes and tables.
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ def _stage(graph, name, blocks, consumers, keep, invariant) -> Stage:
                 buffered.add(n)
             if n in keep or any(c not in block_of for c in users):
                 slots.append(Slot("out", n, n))
-    slots += [Slot(op.name, op.channel if op.name == "input" else op.ref_id, i) for i, op in sorted(sources.items())]
+    for i, op in sorted(sources.items()):
+        slots.append(Slot(op.name, op.channel if op.name == "input" else op.ref_id, i))
     slots += [Slot("in", i, i) for i in sorted(outside)]
     params = tuple(i for i in sorted(uniform) if graph.nodes[i].op.name == "param")
     uniforms = tuple(i for i in sorted(uniform) if graph.nodes[i].op.name not in SOURCES)
@@ -198,8 +200,8 @@ class CStyleRenderer:
         for nd in graph.nodes:
             how = self.renders(nd.op)
             if how == "expanded":
-                raise NotImplementedError(f"{describe(nd)}: op {nd.op.name!r} reaches the {self.name} renderer "
-                                          "unexpanded; plan the graph with expand=True")
+                raise NotImplementedError(f"{describe(nd)}: op {nd.op.name!r} reaches the {self.name} "
+                                          "renderer unexpanded; plan the graph with expand=True")
             if not how:
                 raise NotImplementedError(f"no {self.name} rendering for op {nd.op.name!r} ({describe(nd)})")
 

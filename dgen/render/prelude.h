@@ -266,6 +266,7 @@ DGEN_LANES2_(fmod, fmodf) /* not in libmvec */
 
 /* ---- scalar helpers: same names with sf_ ------------------------------- */
 
+static inline float sf_splat(float x) { return x; } /* ops spell constants {p}_splat(c) */
 static inline float sf_sin(float x) { return sinf(x); }
 static inline float sf_cos(float x) { return cosf(x); }
 static inline float sf_tan(float x) { return tanf(x); }

@@ -109,8 +109,10 @@ def cache_dir() -> Path:
             raise PermissionError(f"{path} is not writable")
         return path
     except OSError as e:
-        fallback = Path(tempfile.gettempdir()) / f"dgen-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-        warnings.warn(f"dgen: cache dir {path} is unusable ({e}); using {fallback}", RuntimeWarning, stacklevel=3)
+        user = os.getuid() if hasattr(os, "getuid") else "user"
+        fallback = Path(tempfile.gettempdir()) / f"dgen-cache-{user}"
+        warnings.warn(f"dgen: cache dir {path} is unusable ({e}); using {fallback}", RuntimeWarning,
+                      stacklevel=3)
         fallback.mkdir(parents=True, exist_ok=True)
         return fallback
 
@@ -160,7 +162,8 @@ def build(source: str, output: Path, flags, extra=(), shared=True) -> None:
     except OSError as e:
         raise BackendUnavailable(f"could not run the C compiler {cc.command[0]}: {e}") from e
     if proc.returncode != 0:
-        saved = Path(tempfile.gettempdir()) / f"dgen-failed-{hashlib.sha256(source.encode()).hexdigest()[:12]}.c"
+        tag = hashlib.sha256(source.encode()).hexdigest()[:12]
+        saved = Path(tempfile.gettempdir()) / f"dgen-failed-{tag}.c"
         try:
             saved.write_text(source)
         except OSError:

@@ -1,0 +1,272 @@
+"""The C backend at run time: `CKernel` (same contract as interp.ReferenceKernel) and
+`CProgram`, the `Program` that `dgen.compile(g, backend="c")` returns.
+
+A kernel is compiled lazily per lane model: frames in lanes for memory shaped (M,), instances
+in lanes for (M, B). With instances in lanes, memory and signals are padded to a multiple
+of DGEN_W instances, (rows, Bp) instance-minor; views of such padded arrays (what CProgram
+hands out) are used in place, anything else is copied in and out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..program import Program
+from ..render.c import CSource, render_c
+from . import cc
+
+F32 = np.dtype(np.float32)
+_STAGE_ARGS = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+
+
+@dataclass
+class _Build:
+    csource: CSource
+    functions: dict  # stage name -> ctypes function
+    width: int  # DGEN_W of the compiled code
+
+
+def _round_up(b: int, w: int) -> int:
+    return -(-b // w) * w
+
+
+def _padded_view(v, rows: int, B: int, Bp: int):
+    """(rows, Bp) array sharing memory with `v` if v is the [:, :B] view of one, else None."""
+    if v.dtype != F32 or v.shape != (rows, B) or (rows > 1 and v.strides[0] != Bp * 4) or v.strides[1] != 4:
+        return None
+    if B == Bp and v.flags.c_contiguous:
+        return v
+    root = v
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    start, lo = v.__array_interface__["data"][0], root.__array_interface__["data"][0]
+    if root.flags.c_contiguous and lo <= start and start + rows * Bp * 4 <= lo + root.nbytes:
+        return as_strided(v, (rows, Bp), (Bp * 4, 4))
+    return None
+
+
+class CKernel:
+    """Runs one scheduled graph as compiled C: `execute(mem, frames, inputs, tape) -> values`.
+
+    mem (M,) or (M, B); inputs: per channel (frames,) or (frames, B); tape: ref id -> signal.
+    Returns node id -> (frames,) or (frames, B) for kept nodes, outputs and every value
+    that crossed a stage. reverse=True runs sequential blocks from the last frame to the first.
+    """
+
+    def __init__(self, graph, schedule, layout, dtype=np.float32, reverse=False, keep=(), *, tile=None,
+                 flags=None, width=None, mvec=None):
+        if np.dtype(dtype) != F32:
+            raise ValueError(f"the C backend computes in float32, not {np.dtype(dtype)}")
+        self.graph, self.schedule, self.layout = graph, schedule, layout
+        self.reverse, self.keep, self.tile = reverse, tuple(keep), tile
+        defines = {"DGEN_W": int(width)} if width else {}
+        self.flags = tuple(flags) if flags is not None else cc.default_flags(mvec, defines)
+        self._builds: dict[bool, _Build] = {}
+
+    # ------------------------------------------------------------------ code
+    def render(self, lanes: bool) -> CSource:
+        return render_c(self.graph, self.schedule, self.layout, self.reverse, self.keep, lanes, self.tile)
+
+    def build(self, lanes: bool) -> _Build:
+        if lanes not in self._builds:
+            csource = self.render(lanes)
+            lib = cc.compile_library(csource.source, self.flags)
+            funcs = {}
+            for st in csource.stages:
+                fn = lib[st.name]
+                fn.argtypes, fn.restype = _STAGE_ARGS, None
+                funcs[st.name] = fn
+            lib.dgen_width.restype = ctypes.c_int
+            self._builds[lanes] = _Build(csource, funcs, int(lib.dgen_width()))
+        return self._builds[lanes]
+
+    @property
+    def source(self) -> str:
+        built = next(iter(self._builds.values()), None)
+        return (built.csource if built else self.render(False)).source
+
+    # ------------------------------------------------------------------ running
+    def execute(self, mem, frames: int, inputs, tape=None) -> dict:
+        lanes = mem.ndim == 2
+        built = self.build(lanes)
+        B = mem.shape[1] if lanes else 1
+        Bp = _round_up(B, built.width) if lanes else 1
+        pmem, copied = self._memory(mem, lanes, B, Bp)
+        ins = [self._signal(x, frames, lanes, B, Bp, f"input {c}") for c, x in enumerate(inputs)]
+        tp = {k: self._signal(v, frames, lanes, B, Bp, f"tape {k}") for k, v in (tape or {}).items()}
+        values = self.run(built, pmem, frames, ins, tp, B, Bp)
+        if copied:
+            mem[...] = pmem[:, :B] if lanes else pmem
+        return {k: (v[:, :B] if lanes else v) for k, v in values.items()}
+
+    def _memory(self, mem, lanes, B, Bp):
+        M = self.layout.size
+        if mem.shape[0] != M:
+            raise ValueError(f"memory has {mem.shape[0]} rows; this graph needs {M}")
+        if not lanes:
+            ok = mem.dtype == F32 and mem.flags.c_contiguous
+            return (mem, False) if ok else (np.ascontiguousarray(mem, F32), True)
+        view = _padded_view(mem, M, B, Bp)
+        if view is not None:
+            return view, False
+        pmem = np.zeros((M, Bp), F32)
+        pmem[:, :B] = mem
+        return pmem, True
+
+    def _signal(self, x, frames, lanes, B, Bp, what):
+        x = np.asarray(x)
+        want = (frames, B) if lanes else (frames,)
+        if x.shape[:1] != (frames,) or x.shape[1:] != want[1:]:
+            raise ValueError(f"{what} has shape {x.shape}; the kernel runs {want}")
+        if not lanes:
+            return x if x.dtype == F32 and x.flags.c_contiguous else np.ascontiguousarray(x, F32)
+        view = _padded_view(x, frames, B, Bp)
+        if view is not None:
+            return view
+        out = np.zeros((frames, Bp), F32)
+        out[:, :B] = x
+        return out
+
+    def run(self, built, pmem, frames, ins, tape, B, Bp) -> dict:
+        """Run every step on padded arrays; returns node id -> padded signal."""
+        lanes, values = built.csource.lanes, {}
+        shape = (frames, Bp) if lanes else (frames,)
+        for step in built.csource.steps:
+            if step.kind == "buffer":
+                self._buffer_block(step.block, pmem, values, ins, tape, shape, B, lanes)
+                continue
+            st = step.stage
+            ptrs = (ctypes.c_void_p * max(1, len(st.slots)))()
+            for k, s in enumerate(st.slots):
+                if s.kind == "out":
+                    values[s.node] = arr = np.empty(shape, F32)
+                else:
+                    arr = self._source_signal(s.kind, s.key, ins, tape, values, s.node)
+                ptrs[k] = arr.ctypes.data
+            built.functions[st.name](pmem.ctypes.data, ptrs, frames, Bp // built.width if lanes else 1)
+        for i in self.keep:
+            if i not in values:
+                values[i] = self._whole(i, pmem, values, ins, tape, shape, B, lanes, padded=True)
+        return values
+
+    @staticmethod
+    def _source_signal(kind, key, ins, tape, values, node):
+        if kind == "input":
+            if key >= len(ins):
+                raise ValueError(f"the graph reads input channel {key}; {len(ins)} channel(s) given")
+            return ins[key]
+        if kind == "tape":
+            if key not in tape:
+                raise ValueError(f"the graph reads the tape of forward node {key}; it was not given")
+            return tape[key]
+        return values[node]
+
+    def _whole(self, i, pmem, values, ins, tape, shape, B, lanes, padded=False):
+        """Node i as a whole signal (buffer-op operands and kept sources)."""
+        nd = self.graph.nodes[i]
+        name = nd.op.name
+        if i in values:
+            v = values[i]
+        elif name == "constant":
+            v = np.full(shape, nd.op.value, F32)
+        elif name == "param":
+            v = np.broadcast_to(pmem[self.layout.offsets[nd.op.cell.id]], shape).copy()
+        elif name in ("input", "tape"):
+            key = nd.op.channel if name == "input" else nd.op.ref_id
+            v = self._source_signal(name, key, ins, tape, values, i)
+        else:
+            raise RuntimeError(f"node {i} ({name}) has no whole-signal value in the C kernel (a dgen bug)")
+        return v if padded or not lanes else v[:, :B]
+
+    def _buffer_block(self, block, pmem, values, ins, tape, shape, B, lanes):
+        mview = pmem[:, :B] if lanes else pmem
+        for n in block.nodes:
+            nd = self.graph.nodes[n]
+            args = [self._whole(j, pmem, values, ins, tape, shape, B, lanes) for j in nd.inputs]
+            base = self.layout.offsets[nd.op.cell.id] if nd.op.cell is not None else 0
+            with np.errstate(all="ignore"):
+                out = np.asarray(nd.op.run(mview, base, *args), F32)
+            if lanes:
+                padded = np.zeros(shape, F32)
+                padded[:, :B] = out
+                out = padded
+            values[n] = out
+
+
+class CProgram(Program):
+    """A compiled C program (float32). `source` is the generated C."""
+
+    backend = "c"
+    dtype = F32
+
+    def __init__(self, plan, frame_count, instances=1, keep=(), **kernel_options):
+        super().__init__(plan, frame_count, instances)
+        self.kernel = CKernel(plan.graph, plan.schedule, plan.layout, F32, plan.reverse, keep,
+                              **kernel_options)
+        self.lanes = self.instances > 1
+        built = self.kernel.build(self.lanes)  # compile now: errors show at compile()
+        self._source = built.csource.source
+        self.padded_instances = _round_up(self.instances, built.width) if self.lanes else 1
+        if self.lanes:
+            padded = np.zeros((self.mem.shape[0], self.padded_instances), F32)
+            padded[:, : self.instances] = self.mem
+            self.mem = padded[:, : self.instances]
+
+    def mem_view(self):
+        """(M,) for one instance, (M, B) for more; shares self.mem."""
+        return self.mem[:, 0] if not self.lanes else self.mem
+
+    def channel_arrays(self, x):
+        """(B, C, N) user inputs -> per channel (N,) or views (N, B) of padded (N, Bp) arrays."""
+        if not self.lanes:
+            return [x[0, c] for c in range(x.shape[1])]
+        B, C, N = x.shape
+        padded = np.zeros((C, N, self.padded_instances), F32)
+        padded[:, :, :B] = x.transpose(1, 2, 0)
+        return [padded[c, :, :B] for c in range(C)]
+
+    def execute_values(self, x, frames, tape=None) -> dict:
+        return self.kernel.execute(self.mem_view(), frames, self.channel_arrays(x), tape)
+
+    def _execute(self, x, frames):
+        values = self.execute_values(x, frames)
+        out = np.zeros((self.instances, self.n_outputs, frames), F32)
+        for ch, nd in self.graph.outputs().items():
+            v = values[nd.id]
+            out[:, ch] = v if not self.lanes else v.T
+        return out
+
+
+_KERNEL_OPTIONS = ("tile", "flags", "width", "mvec")
+
+
+def c_program(graph, frame_count=4096, backwards=False, instances=1, **options):
+    """`dgen.compile(..., backend="c")`. Options: tile (frames per tile), width (SIMD lanes,
+    DGEN_W), mvec (use libmvec: default where available), flags (replace the compiler flags),
+    keep (node ids whose values `execute_values` returns), dtype (float32 only)."""
+    from ..pipeline import plan
+
+    kopts = {k: options.pop(k) for k in _KERNEL_OPTIONS if k in options}
+    keep = options.pop("keep", ())
+    dtype = np.dtype(options.pop("dtype", F32))
+    options.pop("expand", None)  # the C backend always expands phasor/accum/latch
+    if dtype != F32:
+        raise ValueError(f"the C backend computes in float32; dtype={dtype} is not supported")
+    if options:
+        raise TypeError(f"unknown option(s) for the C backend: {sorted(options)}")
+    forward = CProgram(plan(graph, expand=True), frame_count, instances, keep=keep, **kopts)
+    if not backwards:
+        return forward
+    try:
+        from ..train.program import training_program
+    except ImportError as e:  # the training program is written separately
+        raise NotImplementedError(f"backwards=True on the C backend needs dgen.train.program ({e})") from e
+
+    def factory(p, keep):
+        return CKernel(p.graph, p.schedule, p.layout, F32, p.reverse, keep, **kopts)
+
+    return training_program(graph, frame_count, instances, kernel_factory=factory, forward=forward)
