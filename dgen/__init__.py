@@ -4,10 +4,21 @@ Build a graph with `Graph` and `Op`, compile it with `compile` (C SIMD, CUDA or 
 reference), run it, and fit its parameters with `TrainingContext`.
 """
 
-from .errors import (AlgebraicLoopError, ArityError, BackendUnavailable, CellConflictError, DgenError,
-                     ForeignNodeError, GraphError, NonFiniteConstantError, RunInputError, TrainingError,
-                     UnknownOpError, WindowSizeError)
 from .audio import load_audio, save_audio
+from .errors import (
+                     AlgebraicLoopError,
+                     ArityError,
+                     BackendUnavailable,
+                     CellConflictError,
+                     DgenError,
+                     ForeignNodeError,
+                     GraphError,
+                     NonFiniteConstantError,
+                     RunInputError,
+                     TrainingError,
+                     UnknownOpError,
+                     WindowSizeError,
+)
 from .graph import Cell, Graph, Node
 from .ops import Op
 from .pipeline import compile

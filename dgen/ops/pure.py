@@ -187,7 +187,7 @@ class Atan2(Pure):
         return np.arctan2(a, b)
 
     def vjp(self, g, y, a, b):
-        r2 = a * a + b * b
+        r2 = a * a + b * b + 1e-30  # the gradient at the origin is 0, not NaN
         return g * b / r2, -(g * a) / r2
 
 
