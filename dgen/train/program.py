@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import errors
+from ..ops import Op
 from ..pipeline import _debug, plan
 from ..transform.autodiff import Adjoint, differentiate
 
@@ -65,19 +66,63 @@ class TrainingProgram:
             raise errors.GraphError("no loss given and the graph has no output(0) to train on")
         return self.graph.nodes[outs[0].inputs[0]]
 
-    def gradient(self, loss) -> _Gradient:
-        """Build (once per loss node) the adjoint graph of mean_n loss[n]."""
-        if loss.id not in self._gradients:
-            fid = self.plan.node_map[loss.id]
-            scale = 1.0 / self.frame_count
-            adj = differentiate(self.plan.graph, {fid: lambda g: g.constant(scale)},
-                                self.plan.schedule.order())
+    def _adjoint(self, key, seeds, keep) -> _Gradient:
+        if key not in self._gradients:
+            adj = differentiate(self.plan.graph, seeds, self.plan.schedule.order())
             bplan = plan(adj.graph, expand=False, reverse=True)
             _debug("adjoint", bplan.dump())
-            keep = (*adj.tape_ids, fid)
-            self._gradients[loss.id] = _Gradient(fid, adj, self.kernel_factory(self.plan, keep),
-                                                 self.kernel_factory(bplan, ()), bplan)
-        return self._gradients[loss.id]
+            self._gradients[key] = _Gradient(key[1], adj, self.kernel_factory(self.plan, (*adj.tape_ids, *keep)),
+                                             self.kernel_factory(bplan, ()), bplan)
+        return self._gradients[key]
+
+    def gradient(self, loss) -> _Gradient:
+        """The adjoint (built once per loss node) of the objective mean_n loss[n]."""
+        fid = self.plan.node_map[loss.id]
+        scale = 1.0 / self.frame_count
+        return self._adjoint(("loss", fid), {fid: lambda g: g.constant(scale)}, (fid,))
+
+    def output_gradient(self) -> _Gradient:
+        """The adjoint fed by an upstream gradient per output channel (its input channels)."""
+        outs = {ch: self.plan.node_map[nd.id] for ch, nd in self.graph.outputs().items()}
+        seeds = {fid: (lambda ch: lambda g: g.n(Op.input(ch)))(ch) for ch, fid in outs.items()}
+        return self._adjoint(("outputs", -1), seeds, tuple(outs.values()))
+
+    def _backward(self, grad, frames, tape, upstream=()):
+        bmem = np.zeros((grad.backward_plan.layout.size, self.instances), self.forward.dtype)
+        values = grad.backward_kernel.execute(bmem[:, 0] if self.instances == 1 else bmem, frames,
+                                              list(upstream), tape)
+        return bmem, values
+
+    def _param_grads(self, grad, bmem, parameters):
+        grads = {}
+        for p in parameters if parameters is not None else self.graph.parameters:
+            cell = grad.adjoint.grad_cells.get(p.cell.id)
+            at = grad.backward_plan.layout.offsets[cell.id] if cell is not None else None
+            grads[p] = np.zeros(self.instances) if at is None else bmem[at].astype(np.float64)
+        return grads
+
+    def vjp(self, inputs=None, upstream=None, frames=None, parameters=None):
+        """Forward from the current state, then pull `upstream` (d objective / d outputs, shaped
+        like run()'s result) back. Returns (outputs, d/d inputs shaped like inputs,
+        {parameter: gradient per instance (B,)}). Any frame count works."""
+        fwd, grad = self.forward, self.output_gradient()
+        x, frames = fwd._check_inputs(inputs, frames)
+        fwd._sync_parameters()
+        values = grad.forward_kernel.execute(fwd.mem_view(), frames, fwd.channel_arrays(x))
+        B, O = self.instances, fwd.n_outputs
+        outputs = np.zeros((B, O, frames), fwd.dtype)
+        for ch, nd in self.graph.outputs().items():
+            v = values[self.plan.node_map[nd.id]]
+            outputs[:, ch] = v if B == 1 else v.T
+        up = np.zeros((B, O, frames)) if upstream is None else np.asarray(upstream, fwd.dtype).reshape(B, O, frames)
+        up = np.ascontiguousarray(up, fwd.dtype)
+        tape = {i: values[i] for i in grad.adjoint.tape_ids}
+        bmem, bvalues = self._backward(grad, frames, tape, fwd.channel_arrays(up))
+        dx = np.zeros((B, fwd.n_inputs, frames), np.float64)
+        for ch, nd in grad.backward_plan.graph.outputs().items():
+            dx[:, ch] = bvalues[nd.id] if B == 1 else bvalues[nd.id].T
+        squeeze = (lambda a: a[0]) if B == 1 else (lambda a: a)
+        return squeeze(outputs), squeeze(dx), self._param_grads(grad, bmem, parameters)
 
     def forward_backward(self, loss=None, inputs=None, parameters=None):
         """One pass over frame_count frames from the current state.
@@ -93,15 +138,8 @@ class TrainingProgram:
         fwd._sync_parameters()
         values = grad.forward_kernel.execute(fwd.mem_view(), frames, fwd.channel_arrays(x))
         loss_values = np.asarray(values[grad.loss_id], np.float64).reshape(frames, -1).mean(axis=0)
-        bmem = np.zeros((grad.backward_plan.layout.size, self.instances), fwd.dtype)
-        tape = {i: values[i] for i in grad.adjoint.tape_ids}
-        grad.backward_kernel.execute(bmem[:, 0] if self.instances == 1 else bmem, frames, [], tape)
-        grads = {}
-        for p in parameters if parameters is not None else self.graph.parameters:
-            cell = grad.adjoint.grad_cells.get(p.cell.id)
-            at = grad.backward_plan.layout.offsets[cell.id] if cell is not None else None
-            grads[p] = np.zeros(self.instances) if at is None else bmem[at].astype(np.float64)
-        return loss_values, grads
+        bmem, _ = self._backward(grad, frames, {i: values[i] for i in grad.adjoint.tape_ids})
+        return loss_values, self._param_grads(grad, bmem, parameters)
 
 
 def reference_training_program(graph, frame_count, instances, dtype=np.float64, **options):
