@@ -249,6 +249,7 @@ class _StageWriter:
 
     def load(self, i, vec) -> tuple[str, bool]:
         """(expression, whether it uses `at`) reading value i from outside this block."""
+        i = self.st.alias.get(i, i)
         if self.lanes:
             if i in self.st.buffered:
                 return f"b{i}[i]", False

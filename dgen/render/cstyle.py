@@ -18,7 +18,7 @@ Backend differences are class attributes and tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,9 +56,12 @@ class Stage:
     uniforms: tuple[int, ...]  # invariant pure nodes it computes once per call, in order
     cells: tuple[int, ...]  # cell ids kept in locals (history, gradient accumulators)
     invariant: frozenset = frozenset()  # every invariant node of the graph (never in a frame loop)
+    alias: dict = field(default_factory=dict)  # input/tape node -> the node whose slot it reads
 
     def slot_of(self) -> dict[int, int]:
-        return {s.node: k for k, s in enumerate(self.slots)}
+        """node id -> its slot (input/tape nodes through their alias)."""
+        slot = {s.node: k for k, s in enumerate(self.slots)}
+        return {**slot, **{i: slot[a] for i, a in self.alias.items()}}
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ def _stage(graph, name, blocks, consumers, keep, invariant) -> Stage:
     block_of = {n: b for b, block in enumerate(blocks) for n in block.nodes}
     slots, buffered, cells, uniform = [], set(), [], set()
     sources, outside = {}, set()  # external sources / values of earlier steps read here
+    alias = {}  # source node -> the node standing for all sources of its channel or tape
 
     def need_uniform(i):
         stack = [i]
@@ -146,7 +150,8 @@ def _stage(graph, name, blocks, consumers, keep, invariant) -> Stage:
                 if i in invariant:
                     need_uniform(i)
                 elif op.name in EXTERNAL_SOURCES:
-                    sources[i] = op
+                    key = op.channel if op.name == "input" else op.ref_id
+                    alias[i] = sources.setdefault((op.name, key), i)
                 elif i not in block_of:
                     outside.add(i)
             users = consumers[n]
@@ -154,13 +159,12 @@ def _stage(graph, name, blocks, consumers, keep, invariant) -> Stage:
                 buffered.add(n)
             if n in keep or any(c not in block_of for c in users):
                 slots.append(Slot("out", n, n))
-    for i, op in sorted(sources.items()):
-        slots.append(Slot(op.name, op.channel if op.name == "input" else op.ref_id, i))
+    slots += [Slot(kind, key, i) for (kind, key), i in sorted(sources.items(), key=lambda kv: kv[1])]
     slots += [Slot("in", i, i) for i in sorted(outside)]
     params = tuple(i for i in sorted(uniform) if graph.nodes[i].op.name == "param")
     uniforms = tuple(i for i in sorted(uniform) if graph.nodes[i].op.name not in SOURCES)
     return Stage(name, tuple(blocks), tuple(slots), frozenset(buffered), params, uniforms, tuple(cells),
-                 invariant)
+                 invariant, alias)
 
 
 class CStyleRenderer:
