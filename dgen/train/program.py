@@ -77,13 +77,15 @@ class TrainingProgram:
 
     def gradient(self, loss) -> _Gradient:
         """The adjoint (built once per loss node) of the objective mean_n loss[n]."""
-        fid = self.plan.node_map[loss.id]
+        # a node of the user's graph maps into the expanded one; default_loss() is already there
+        fid = loss.id if loss.graph is self.graph else self.plan.node_map[loss.id]
         scale = 1.0 / self.frame_count
         return self._adjoint(("loss", fid), {fid: lambda g: g.constant(scale)}, (fid,))
 
     def output_gradient(self) -> _Gradient:
         """The adjoint fed by an upstream gradient per output channel (its input channels)."""
-        outs = {ch: self.plan.node_map[nd.id] for ch, nd in self.graph.outputs().items()}
+        # self.graph is the forward plan's (expanded) graph: its ids need no node_map
+        outs = {ch: nd.id for ch, nd in self.graph.outputs().items()}
         seeds = {fid: (lambda ch: lambda g: g.n(Op.input(ch)))(ch) for ch, fid in outs.items()}
         return self._adjoint(("outputs", -1), seeds, tuple(outs.values()))
 
@@ -112,7 +114,7 @@ class TrainingProgram:
         B, O = self.instances, fwd.n_outputs
         outputs = np.zeros((B, O, frames), fwd.dtype)
         for ch, nd in self.graph.outputs().items():
-            v = values[self.plan.node_map[nd.id]]
+            v = values[nd.id]
             outputs[:, ch] = v if B == 1 else v.T
         up = np.zeros((B, O, frames)) if upstream is None else np.asarray(upstream, fwd.dtype).reshape(B, O, frames)
         up = np.ascontiguousarray(up, fwd.dtype)
