@@ -95,6 +95,8 @@ class Graph:
         self.parameters: list = []  # dgen.Parameter objects, in creation order
         self._cell_users: dict[int, list[Node]] = {}
         self._cell_role: dict[int, str] = {}
+        self.bindings: dict[int, int] = {}  # placeholder id -> node it stands for
+        self.order_edges: list[tuple[int, int]] = []  # extra (before, after) within a frame
 
     # ----------------------------------------------------------------- building
     def alloc(self, size: int = 1, init: float = 0.0) -> Cell:
@@ -187,6 +189,24 @@ class Graph:
         from .ops import Op
 
         return self.n(Op.output(channel), x)
+
+    def placeholder(self, label: str = "") -> Node:
+        """A node to wire now and `bind` later (Gen-style patching in any order)."""
+        from .ops import Op
+
+        return self.n(Op.placeholder(label))
+
+    def bind(self, placeholder: Node, node) -> None:
+        """Make `placeholder` stand for `node` (resolved when the graph is compiled)."""
+        if not (isinstance(placeholder, Node) and placeholder.op.name == "placeholder"):
+            raise errors.GraphError(f"bind: {placeholder!r} is not a placeholder node")
+        if placeholder.graph is not self or (isinstance(node, Node) and node.graph is not self):
+            raise errors.ForeignNodeError(f"{describe(placeholder)}: bind() got a node of another graph")
+        if placeholder.id in self.bindings:
+            raise errors.GraphError(f"{describe(placeholder)}: already bound to node {self.bindings[placeholder.id]}")
+        if not isinstance(node, Node):
+            node = self.constant(node)
+        self.bindings[placeholder.id] = node.id
 
     def history(self, cell: Cell | None = None) -> tuple[Node, callable]:
         """`(read, write)`: the read node and a function that closes the loop."""

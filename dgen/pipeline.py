@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from . import errors
 from .analysis import dependencies, find_feedback, memory_layout, schedule_blocks, verify
 from .transform import expand_stateful
+from .transform.resolve import resolve_placeholders
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,11 @@ def _debug(stage: str, text: str) -> None:
 
 def plan(graph, expand: bool, reverse: bool = False) -> Plan:
     """verify -> [expand] -> feedback -> dependencies -> schedule -> memory layout."""
+    graph, node_map = resolve_placeholders(graph)
     verify(graph)
-    node_map = {i: i for i in range(len(graph))}
     if expand:
         graph, mapping = expand_stateful(graph)
-        node_map = {i: nd.id for i, nd in mapping.items()}
+        node_map = {i: mapping[j].id for i, j in node_map.items()}
         _debug("expand", f"{len(graph)} nodes")
     deps = dependencies(graph)
     feedback = find_feedback(graph, deps)

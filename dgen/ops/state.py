@@ -219,3 +219,18 @@ class Latch(Stateful):
     def expand(self, g, sr, value, trigger):
         s, write = _history(g, self.cell)
         return write(_gswitch(g, trigger, value, s))
+
+
+@register
+class Placeholder(Primitive):
+    """y = the node bound to it later with g.bind(placeholder, node): a forward reference,
+    so patches can be wired in any order. A cycle through placeholders with no history
+    cell in it is an algebraic loop (an error naming its nodes)."""
+
+    name, arity, kind = "placeholder", 0, SOURCE
+
+    def __init__(self, label: str = ""):
+        self.label = label
+
+    def params(self):
+        return (self.label,) if self.label else ()
