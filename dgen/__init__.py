@@ -19,6 +19,7 @@ from .errors import (
                      UnknownOpError,
                      WindowSizeError,
 )
+from .fit import fit_many
 from .graph import Cell, Graph, Node
 from .ops import Op
 from .pipeline import compile
@@ -32,4 +33,4 @@ __all__ = ["Graph", "Node", "Cell", "Op", "compile", "generate", "DgenError", "G
            "ForeignNodeError", "UnknownOpError", "NonFiniteConstantError", "AlgebraicLoopError",
            "CellConflictError", "WindowSizeError", "RunInputError", "BackendUnavailable", "TrainingError",
            "Parameter", "TrainingContext", "SGD", "Adam", "Optimizer", "load_audio", "save_audio",
-           "plot_history"]
+           "plot_history", "fit_many"]

@@ -18,11 +18,12 @@ def _pyplot():
     return plt
 
 
-def plot_history(history, path, title="training", targets=None, instance=None) -> None:
+def plot_history(history, path, title="training", targets=None, instance=None, marks=None) -> None:
     """Loss (log scale) and each parameter over the steps of a TrainingContext.history.
 
     targets: {parameter name: target value} drawn as dashed lines. instance: which instance
     to draw when the history holds one value per instance (default: the best final loss).
+    marks: {label: step} drawn as vertical lines (e.g. where a training phase starts).
     """
     plt = _pyplot()
     if not history:
@@ -47,6 +48,10 @@ def plot_history(history, path, title="training", targets=None, instance=None) -
         if targets and name in targets:
             ax.axhline(targets[name], ls="--", color="gray")
         ax.set_ylabel(name)
+    for label, step in (marks or {}).items():
+        for ax in axes:
+            ax.axvline(step, ls=":", color="tab:red")
+        axes[0].annotate(label, (step, 1.0), xycoords=("data", "axes fraction"), va="top", fontsize=8)
     axes[-1].set_xlabel("step")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

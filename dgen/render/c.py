@@ -16,6 +16,8 @@ and flushes denormals while it runs.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass
 
 from ..analysis import SEQUENTIAL
@@ -115,6 +117,13 @@ class CRenderer(CStyleRenderer):
         funcs = [_StageWriter(self, graph, layout, s.stage, lanes, reverse).function()
                  for s in steps if s.kind == "stage"]
         return CSource("\n".join(head + funcs) + "\n", steps, lanes, reverse, tile)
+
+
+def _unused(body, names) -> list[str]:
+    """`(void)x;` for locals no statement reads (an op may ignore operands, as seq does)."""
+    code = re.sub(r"/\*.*?\*/", "", "\n".join(body))
+    counts = Counter(re.findall(r"\b[xv]\d+\b", code))
+    return [f"(void){name};" for name in names if counts[name] < 2]
 
 
 def _comment(op) -> str:
@@ -228,19 +237,13 @@ class _StageWriter:
             load, at = self.load(i, vec)
             needs_at |= at
             body.append(f"{'vf' if vec else 'float'} x{i} = {load};")
-        uses = {n: 0 for n in nodes}
         for n in nodes:
             nd = self.g.nodes[n]
             args = [self.ref(i, vec, local) for i in nd.inputs]
-            for i in nd.inputs:
-                if i in uses:
-                    uses[i] += 1
             body.append(self.statement(nd, vec, args) + f" /* {_comment(nd.op)} */")
-            stores = self.stores(n, vec)
+            body += self.stores(n, vec)
             needs_at |= self.lanes and n in self.outs
-            uses[n] += len(stores)
-            body += stores
-        body += [f"(void)v{n};" for n in nodes if uses[n] == 0]
+        body += _unused(body, [f"x{i}" for i in loaded] + [f"v{n}" for n in nodes])
         if needs_at:
             body.insert(0, "const size_t at = (size_t)(t0 + i) * stride + gw;")
         L += ["            " + line for line in body]

@@ -181,16 +181,27 @@ def compile_library(source: str, flags=None) -> ctypes.CDLL:
             return _loaded[key]
     folder = cache_dir()
     lib, digest = folder / f"{key}.so", folder / f"{key}.sha256"
-    if not _valid(lib, digest):
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".so")
-        os.close(fd)
+    loaded = None
+    if _valid(lib, digest):
         try:
-            build(source, Path(tmp), flags)
-            data = Path(tmp).read_bytes()
-            os.replace(tmp, lib)
-        finally:
-            _unlink(tmp)
-        _atomic_write(digest, hashlib.sha256(data).hexdigest().encode())
-    loaded = ctypes.CDLL(str(lib))
+            loaded = ctypes.CDLL(str(lib))
+        except OSError:  # bytes as recorded but not loadable: rebuild it
+            loaded = None
+    if loaded is None:
+        _build_entry(source, flags, lib, digest)
+        loaded = ctypes.CDLL(str(lib))
     with _lock:
         return _loaded.setdefault(key, loaded)
+
+
+def _build_entry(source, flags, lib: Path, digest: Path) -> None:
+    """Build into a temp file, rename it over `lib`, then record its digest (both atomic)."""
+    fd, tmp = tempfile.mkstemp(dir=lib.parent, prefix=".tmp-", suffix=".so")
+    os.close(fd)
+    try:
+        build(source, Path(tmp), flags)
+        data = Path(tmp).read_bytes()
+        os.replace(tmp, lib)
+    finally:
+        _unlink(tmp)
+    _atomic_write(digest, hashlib.sha256(data).hexdigest().encode())

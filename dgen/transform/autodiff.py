@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..graph import Graph
+from .expand import prune_dead
 from ..ops import BUFFER, PURE, Op
 
 
@@ -52,7 +53,7 @@ class _Builder:
         return self.tape[i]
 
     def add(self, i, contribution):
-        if contribution is not None:
+        if contribution is not None and i in self.active:
             self.adj.setdefault(i, []).append(contribution)
 
     def total(self, i):
@@ -88,6 +89,7 @@ def differentiate(fwd: Graph, seeds: dict, forward_order) -> Adjoint:
     forward_order: the order the forward program runs nodes in within a frame; the
     adjoint visits them in reverse, so memory effects unwind in exactly the right order."""
     b = _Builder(fwd)
+    b.active = _active(fwd)
     for i, make in seeds.items():
         b.add(i, make(b.g))
     grad_cells, input_grads = {}, {}
@@ -104,7 +106,30 @@ def differentiate(fwd: Graph, seeds: dict, forward_order) -> Adjoint:
         for p in parts[1:]:
             total = total + p
         b.g.n(Op.history_write(b.adjoint_cell(fwd.cells[cell_id])), total)
-    return Adjoint(b.g, tuple(sorted(b.tape)), grad_cells, input_grads)
+    graph, _ = prune_dead(b.g)  # e.g. the gradient of a loss w.r.t. a constant target
+    tape_ids = sorted(nd.op.ref_id for nd in graph.nodes if nd.op.name == "tape")
+    return Adjoint(graph, tuple(tape_ids), grad_cells, input_grads)
+
+
+def _active(fwd) -> set[int]:
+    """Nodes whose value depends on a parameter or an input (only they need adjoints),
+    following data edges and, through cells, from writers to the next frame's readers."""
+    from ..analysis.feedback import cell_edges
+
+    succs = [[] for _ in fwd.nodes]
+    for nd in fwd.nodes:
+        for i in nd.inputs:
+            succs[i].append(nd.id)
+    for w, r in cell_edges(fwd):
+        succs[w].append(r)
+    stack = [nd.id for nd in fwd.nodes if nd.op.name in ("param", "input")]
+    active = set(stack)
+    while stack:
+        for s in succs[stack.pop()]:
+            if s not in active:
+                active.add(s)
+                stack.append(s)
+    return active
 
 
 def _propagate(b, nd, a, grad_cells, input_grads):
