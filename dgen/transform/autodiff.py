@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..graph import Graph
-from .expand import prune_dead
 from ..ops import BUFFER, PURE, Op
+from .expand import prune_dead
 
 
 @dataclass
