@@ -48,6 +48,10 @@ HARNESS_C = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+/* faust's C backend calls int min()/max() (e.g. for min(1000, int) and in -lv 1 loops) and
+   expects the architecture file to provide them */
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
 #include "dsp.c"
 
 static double now(void) {
