@@ -14,6 +14,7 @@ def _n(g, op, *xs):
 
 
 def clamp(g, x, lo, hi):
+    """y = min(max(x, lo), hi)"""
     return g.n(Op.min, g.n(Op.max, x, lo), hi)
 
 
