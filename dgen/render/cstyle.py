@@ -29,6 +29,7 @@ from ..ops import PURE
 SOURCES = ("constant", "input", "param", "tape")
 EXTERNAL_SOURCES = ("input", "tape")  # read from arrays the caller passes
 EXPANDED = ("phasor", "accum", "latch")  # pipeline.plan(expand=True) rewrites these away
+RESOLVED = ("placeholder",)  # pipeline.plan replaces these by the nodes bound to them
 REGISTER_CELL_OPS = ("history_read", "history_write", "grad_accum")  # cell kept in a local
 
 
@@ -187,7 +188,10 @@ class CStyleRenderer:
 
     @classmethod
     def renders(cls, op) -> str:
-        """How this backend handles an op: "source", "pure", "state", "buffer", "expanded"."""
+        """How this backend handles an op: "source", "pure", "state", "buffer", "expanded",
+        "resolved" (rewritten away before any backend sees it), or "" (it cannot)."""
+        if op.name in RESOLVED:
+            return "resolved"
         if op.name in SOURCES or op.name == "output":
             return "source" if op.name in SOURCES else "pure"
         if op.kind == PURE:
@@ -203,9 +207,9 @@ class CStyleRenderer:
     def check(self, graph) -> None:
         for nd in graph.nodes:
             how = self.renders(nd.op)
-            if how == "expanded":
+            if how in ("expanded", "resolved"):
                 raise NotImplementedError(f"{describe(nd)}: op {nd.op.name!r} reaches the {self.name} "
-                                          "renderer unexpanded; plan the graph with expand=True")
+                                          "renderer; plan the graph with pipeline.plan(expand=True)")
             if not how:
                 raise NotImplementedError(f"no {self.name} rendering for op {nd.op.name!r} ({describe(nd)})")
 
