@@ -10,8 +10,9 @@ Two lane models (docs/c_backend.md):
   (frames, groups*W) and memory is (cells, groups*W), instance-minor.
 
 Every stage function has the signature
-    void dgen_stageK(float *mem, float *const *ext, int frames, int groups)
-and flushes denormals while it runs.
+    void dgen_stageK(float *mem, float *const *ext, int frames, int groups, long ostride)
+and flushes denormals while it runs. `ostride` is the row length of the instance-major
+result array that output nodes write into when instances are in lanes.
 """
 
 from __future__ import annotations
@@ -79,6 +80,64 @@ static inline vf vf_mtake(float *base, vf x, int size, size_t stride) {
     }
     return r;
 }
+/* a tile of len frames x DGEN_W lanes -> DGEN_W rows (`row` floats apart) of an
+   instance-major array: W x W blocks transposed in registers where the ISA makes it cheap */
+#if defined(__AVX512F__) && DGEN_W == 16
+static inline void dgen_transpose_block_(float *dst, size_t row, const vf *src) {
+    __m512 r[16], t[16];
+    for (int k = 0; k < 16; k++) r[k] = (__m512)src[k];
+    for (int k = 0; k < 8; k++) {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 4; k++) {
+        __m512d a = (__m512d)t[4 * k], b = (__m512d)t[4 * k + 1], c = (__m512d)t[4 * k + 2];
+        __m512d d = (__m512d)t[4 * k + 3];
+        r[4 * k] = (__m512)_mm512_unpacklo_pd(a, c);
+        r[4 * k + 1] = (__m512)_mm512_unpackhi_pd(a, c);
+        r[4 * k + 2] = (__m512)_mm512_unpacklo_pd(b, d);
+        r[4 * k + 3] = (__m512)_mm512_unpackhi_pd(b, d);
+    }
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 4; j++) {
+            t[8 * k + j] = _mm512_shuffle_f32x4(r[8 * k + j], r[8 * k + 4 + j], 0x88);
+            t[8 * k + 4 + j] = _mm512_shuffle_f32x4(r[8 * k + j], r[8 * k + 4 + j], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        _mm512_storeu_ps(dst + j * row, _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88));
+        _mm512_storeu_ps(dst + (8 + j) * row, _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd));
+    }
+}
+#define DGEN_TRANSPOSE_BLOCK_ 1
+#elif defined(__AVX__) && DGEN_W == 8
+static inline void dgen_transpose_block_(float *dst, size_t row, const vf *src) {
+    __m256 r[8], t[8];
+    for (int k = 0; k < 8; k++) r[k] = (__m256)src[k];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        r[4 * k] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+        r[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0xee);
+        r[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+        r[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xee);
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm256_storeu_ps(dst + j * row, _mm256_permute2f128_ps(r[j], r[4 + j], 0x20));
+        _mm256_storeu_ps(dst + (4 + j) * row, _mm256_permute2f128_ps(r[j], r[4 + j], 0x31));
+    }
+}
+#define DGEN_TRANSPOSE_BLOCK_ 1
+#endif
+static inline void dgen_transpose_out(float *dst, size_t row, const vf *src, int len) {
+    int i = 0;
+#ifdef DGEN_TRANSPOSE_BLOCK_
+    for (; i + DGEN_W <= len; i += DGEN_W) dgen_transpose_block_(dst + i, row, src + i);
+#endif
+    for (int l = 0; l < DGEN_W; l++)
+        for (int k = i; k < len; k++) dst[l * row + k] = src[k][l];
+}
 int dgen_width(void);
 int dgen_width(void) { return DGEN_W; }
 """
@@ -101,7 +160,8 @@ class CSource:
 
 class CRenderer(CStyleRenderer):
     name = "C"
-    signature = "void {name}(float *restrict mem, float *const *restrict ext, int frames, int groups)"
+    signature = ("void {name}(float *restrict mem, float *const *restrict ext, int frames, int groups, "
+                 "long ostride)")
 
     def render(self, graph, schedule, layout, reverse=False, keep=(), lanes=False, tile=None) -> CSource:
         self.check(graph)
@@ -138,7 +198,8 @@ class _StageWriter:
         self.lanes, self.reverse = lanes, reverse
         self.slot_of = stage.slot_of()
         self.outs = {s.node for s in stage.slots if s.kind == "out"}
-        self.ins = {s.node for s in stage.slots if s.kind != "out"}
+        self.results = {s.node for s in stage.slots if s.kind == "output"}
+        self.ins = {s.node for s in stage.slots if not stage.written(s)}
 
     # ------------------------------------------------------------------ addressing
     def cell_addr(self, cell_id: int) -> str:
@@ -147,8 +208,8 @@ class _StageWriter:
 
     def tile_buffers(self) -> list[int]:
         if self.lanes:
-            return sorted(self.st.buffered)
-        return sorted(self.st.buffered | self.outs | self.ins)
+            return sorted(self.st.buffered | self.results)
+        return sorted(self.st.buffered | self.outs | self.results | self.ins)
 
     # ------------------------------------------------------------------ the function
     def function(self) -> list[str]:
@@ -163,10 +224,10 @@ class _StageWriter:
             L.append("    const size_t stride = (size_t)groups * DGEN_W;")
             L.append("    for (int g = 0; g < groups; g++) {")
             L.append("    const size_t gw = (size_t)g * DGEN_W;")
-            L.append("    (void)stride; (void)gw;")
+            L.append("    (void)stride; (void)gw; (void)ostride;")
         else:
             L += [f"    float b{n}[DGEN_TILE] DGEN_ALIGNED = {{0}};" for n in self.tile_buffers()]
-            L.append("    (void)groups;")
+            L.append("    (void)groups; (void)ostride;")
         L += self.state_loads()
         L += self.tile_loop()
         L += self.state_stores()
@@ -205,12 +266,15 @@ class _StageWriter:
         copy = "memcpy({0}, {1}, (size_t)len * sizeof(float));"
         if not self.lanes:
             L += ["        " + copy.format(f"b{s.node}", f"e{k} + t0")
-                  for k, s in enumerate(self.st.slots) if s.kind != "out"]
+                  for k, s in enumerate(self.st.slots) if not self.st.written(s)]
         for k, block in enumerate(self.st.blocks):
             L += self.block(k, block)
-        if not self.lanes:
-            L += ["        " + copy.format(f"e{k} + t0", f"b{s.node}")
-                  for k, s in enumerate(self.st.slots) if s.kind == "out"]
+        for k, s in enumerate(self.st.slots):
+            if self.lanes and s.kind == "output":  # instance-major result rows
+                row = f"e{k} + gw * (size_t)ostride + t0"
+                L.append(f"        dgen_transpose_out({row}, (size_t)ostride, b{s.node}, len);")
+            elif not self.lanes and self.st.written(s):
+                L.append("        " + copy.format(f"e{k} + t0", f"b{s.node}"))
         L.append("    }")
         return L
 
@@ -266,7 +330,9 @@ class _StageWriter:
                 out.append(f"b{n}[i] = v{n};")
             if n in self.outs:
                 out.append(f"vf_store(e{self.slot_of[n]} + at, v{n});")
-        elif n in self.st.buffered or n in self.outs:
+            if n in self.results:
+                out.append(f"b{n}[i] = v{n};")
+        elif n in self.st.buffered or n in self.outs or n in self.results:
             out.append(f"vf_store(b{n} + i, v{n});" if vec else f"b{n}[i] = v{n};")
         return out
 

@@ -38,7 +38,9 @@ class Slot:
     """One entry of a stage's `ext` pointer array: a full-length signal.
 
     kind: "input" (key = channel), "tape" (key = forward node id), "in" (a value made by an
-    earlier step) or "out" (a value this stage makes); `node` is the node it belongs to."""
+    earlier step), "out" (a value this stage makes) or "output" (key = channel: an output
+    node nothing else reads, written straight into the program's result, which with
+    instances in lanes is instance-major); `node` is the node it belongs to."""
 
     kind: str
     key: int
@@ -58,6 +60,9 @@ class Stage:
     cells: tuple[int, ...]  # cell ids kept in locals (history, gradient accumulators)
     invariant: frozenset = frozenset()  # every invariant node of the graph (never in a frame loop)
     alias: dict = field(default_factory=dict)  # input/tape node -> the node whose slot it reads
+
+    def written(self, slot) -> bool:
+        return slot.kind in ("out", "output")
 
     def slot_of(self) -> dict[int, int]:
         """node id -> its slot (input/tape nodes through their alias)."""
@@ -158,7 +163,9 @@ def _stage(graph, name, blocks, consumers, keep, invariant) -> Stage:
             users = consumers[n]
             if any(c in block_of and block_of[c] != block_of[n] for c in users):
                 buffered.add(n)
-            if n in keep or any(c not in block_of for c in users):
+            if nd.op.name == "output" and not users:
+                slots.append(Slot("output", nd.op.channel, n))
+            elif n in keep or any(c not in block_of for c in users):
                 slots.append(Slot("out", n, n))
     slots += [Slot(kind, key, i) for (kind, key), i in sorted(sources.items(), key=lambda kv: kv[1])]
     slots += [Slot("in", i, i) for i in sorted(outside)]

@@ -20,7 +20,7 @@ from ..render.c import CSource, render_c
 from . import cc
 
 F32 = np.dtype(np.float32)
-_STAGE_ARGS = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+_STAGE_ARGS = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int, ctypes.c_long]
 
 
 @dataclass
@@ -90,7 +90,9 @@ class CKernel:
         return (built.csource if built else self.render(False)).source
 
     # ------------------------------------------------------------------ running
-    def execute(self, mem, frames: int, inputs, tape=None) -> dict:
+    def execute(self, mem, frames: int, inputs, tape=None, outputs=None) -> dict:
+        """`outputs`, if given: a (Bp or 1, channels, frames) float32 array that output nodes
+        write into directly (CProgram's result); rows beyond B are padding."""
         lanes = mem.ndim == 2
         built = self.build(lanes)
         B = mem.shape[1] if lanes else 1
@@ -98,7 +100,7 @@ class CKernel:
         pmem, copied = self._memory(mem, lanes, B, Bp)
         ins = [self._signal(x, frames, lanes, B, Bp, f"input {c}") for c, x in enumerate(inputs)]
         tp = {k: self._signal(v, frames, lanes, B, Bp, f"tape {k}") for k, v in (tape or {}).items()}
-        values = self.run(built, pmem, frames, ins, tp, B, Bp)
+        values = self.run(built, pmem, frames, ins, tp, B, Bp, outputs)
         if copied:
             mem[...] = pmem[:, :B] if lanes else pmem
         return {k: (v[:, :B] if lanes else v) for k, v in values.items()}
@@ -131,10 +133,13 @@ class CKernel:
         out[:, :B] = x
         return out
 
-    def run(self, built, pmem, frames, ins, tape, B, Bp) -> dict:
+    def run(self, built, pmem, frames, ins, tape, B, Bp, outputs=None) -> dict:
         """Run every step on padded arrays; returns node id -> padded signal."""
         lanes, values = built.csource.lanes, {}
         shape = (frames, Bp) if lanes else (frames,)
+        if outputs is None:
+            chans = [s.key for st in built.csource.stages for s in st.slots if s.kind == "output"]
+            outputs = np.empty((Bp, max(chans, default=-1) + 1, frames), F32)
         for step in built.csource.steps:
             if step.kind == "buffer":
                 self._buffer_block(step.block, pmem, values, ins, tape, shape, B, lanes)
@@ -144,10 +149,14 @@ class CKernel:
             for k, s in enumerate(st.slots):
                 if s.kind == "out":
                     values[s.node] = arr = np.empty(shape, F32)
+                elif s.kind == "output":
+                    arr = outputs[0, s.key]
+                    values[s.node] = outputs[:, s.key].T if lanes else arr
                 else:
                     arr = self._source_signal(s.kind, s.key, ins, tape, values, s.node)
                 ptrs[k] = arr.ctypes.data
-            built.functions[st.name](pmem.ctypes.data, ptrs, frames, Bp // built.width if lanes else 1)
+            built.functions[st.name](pmem.ctypes.data, ptrs, frames, Bp // built.width if lanes else 1,
+                                     outputs.shape[1] * frames)
         for i in self.keep:
             if i not in values:
                 values[i] = self._whole(i, pmem, values, ins, tape, shape, B, lanes, padded=True)
@@ -229,16 +238,18 @@ class CProgram(Program):
         padded[:, :, :B] = x.transpose(1, 2, 0)
         return [padded[c, :, :B] for c in range(C)]
 
-    def execute_values(self, x, frames, tape=None) -> dict:
-        return self.kernel.execute(self.mem_view(), frames, self.channel_arrays(x), tape)
+    def execute_values(self, x, frames, tape=None, outputs=None) -> dict:
+        return self.kernel.execute(self.mem_view(), frames, self.channel_arrays(x), tape, outputs)
 
     def _execute(self, x, frames):
-        values = self.execute_values(x, frames)
-        out = np.zeros((self.instances, self.n_outputs, frames), F32)
+        # output nodes write straight into `out` (instance-major rows, padded to Bp)
+        out = np.zeros((self.padded_instances, self.n_outputs, frames), F32)
+        values = self.execute_values(x, frames, outputs=out)
         for ch, nd in self.graph.outputs().items():
             v = values[nd.id]
-            out[:, ch] = v if not self.lanes else v.T
-        return out
+            if not np.may_share_memory(v, out):  # an output node other nodes also read
+                out[: self.instances, ch] = v.T if self.lanes else v
+        return out[: self.instances]
 
 
 _KERNEL_OPTIONS = ("tile", "flags", "width", "mvec")

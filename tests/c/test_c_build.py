@@ -95,8 +95,9 @@ def harness(src, mem_size, instances, chunks=(1, 7, 257, 1000)):
     lines.append("            ext[k] = malloc((size_t)frames * width * sizeof(float));")
     lines.append("            for (size_t j = 0; j < (size_t)frames * width; j++) ext[k][j] = rnd_();")
     lines.append("        }")
-    lines.append(f"        {stage.name}(mem, ext, frames, groups);")
-    outs = [k for k, s in enumerate(stage.slots) if s.kind == "out"]
+    # each output slot is its own (width, frames) array: instance rows `frames` floats apart
+    lines.append(f"        {stage.name}(mem, ext, frames, groups, (long)frames);")
+    outs = [k for k, s in enumerate(stage.slots) if stage.written(s)]
     lines.append(f"        const int outs[] = {{{', '.join(map(str, outs or [0]))}}};")
     lines.append(f"        for (int o = 0; o < {len(outs)}; o++)")
     lines.append("            for (size_t j = 0; j < (size_t)frames * width; j++) sum += ext[outs[o]][j] == "
