@@ -1,10 +1,10 @@
-"""Renderers: a scheduled graph -> source text (C SIMD now; CUDA later)."""
+"""Renderers: a scheduled graph -> source text (C SIMD, CUDA)."""
 
 from __future__ import annotations
 
 from ..errors import BackendUnavailable
 
-RENDERABLE = ("c",)
+RENDERABLE = ("c", "cuda")
 
 
 def generate(graph, backend: str = "c", frame_count: int = 4096, instances: int = 1, backwards: bool = False,
@@ -21,8 +21,13 @@ def generate(graph, backend: str = "c", frame_count: int = 4096, instances: int 
         raise NotImplementedError("generate() renders forward programs; for training code use "
                                   "dgen.compile(g, backwards=True, ...).source")
     from ..pipeline import plan
-    from .c import render_c
 
     p = plan(graph, expand=True)
+    if backend == "cuda":
+        from .cuda import render_cuda
+
+        return render_cuda(p.graph, p.schedule, p.layout, p.reverse, options.get("keep", ())).source
+    from .c import render_c
+
     return render_c(p.graph, p.schedule, p.layout, p.reverse, options.get("keep", ()), lanes=instances > 1,
                     tile=options.get("tile")).source

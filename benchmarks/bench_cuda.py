@@ -1,0 +1,195 @@
+"""CUDA backend benchmark: forward samples/s and training steps/s at B instances, vs dgen C on
+the CPU and PyTorch CUDA.
+
+Workloads (4096 frames; one training step = zero_grad + forward_backward + Adam step):
+- seed forward: the seed's signal `sin(2 pi phasor(f)) * phasor(f_lfo)` and its target;
+- seed training: the seed's loss `100 * spectral_loss(64) + 0.003 * mse` (the spectral loss
+  and its gradient run in NumPy on the host on both dgen backends);
+- biquad forward / training: fit (cutoff, q) of a lowpass biquad to a target biquad on white
+  noise, mse loss (all on the GPU).
+Peers: dgen C (the device's CPU, instances in SIMD lanes, one thread) and PyTorch CUDA (seed:
+`torch_bench.make_seed_step` with cumsum phasors; biquad: torchaudio's lfilter, per-instance
+coefficients). Timing: warm-up, then the median of repeated runs within a time budget; CUDA
+timings synchronize the device before reading the clock.
+
+    python benchmarks/bench_cuda.py --batches 1 64 1024 16384 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import dgen  # noqa: E402
+from dgen import Op  # noqa: E402
+
+FRAMES = 4096
+
+
+def seed_graph(B, training):
+    g = dgen.Graph()
+    spread = np.linspace(0.8, 1.2, B) if B > 1 else np.ones(1)
+    freq = dgen.Parameter(g, 237.0 * spread, name="frequency", min=20.0, max=5000.0)
+    lfo = dgen.Parameter(g, np.full(B, 8.5), name="lfo", min=0.1, max=100.0)
+    two_pi = 2.0 * math.pi
+    learned = g.n(Op.sin, g.n(Op.phasor(g.alloc()), freq.node(), 0.0) * two_pi) * g.n(
+        Op.phasor(g.alloc()), lfo.node(), 0.0)
+    target = g.n(Op.sin, g.n(Op.phasor(g.alloc()), 300.0, 0.0) * two_pi) * g.n(Op.phasor(g.alloc()), 10.0, 0.0)
+    if training:
+        loss = 100.0 * g.spectral_loss(learned, target, 64) + 0.003 * g.n(Op.mse, learned, target)
+        g.output(0, loss)
+        return g, [freq, lfo], loss, None
+    g.output(0, learned)
+    g.output(1, target)
+    return g, [freq, lfo], None, None
+
+
+def biquad_graph(B, training):
+    g = dgen.Graph()
+    cutoff = dgen.Parameter(g, np.geomspace(300.0, 6000.0, B) if B > 1 else 800.0, name="cutoff",
+                            min=20.0, max=20000.0)
+    q = dgen.Parameter(g, 0.9, name="q", min=0.1, max=10.0)
+    x = g.input(0)
+    y = g.biquad(x, cutoff.node(), q.node(), 1.0, 0.0)
+    target = g.biquad(x, 1500.0, 0.7, 1.0, 0.0)
+    loss = g.n(Op.mse, y, target)
+    g.output(0, loss)
+    noise = np.random.default_rng(0).uniform(-1, 1, (B, 1, FRAMES)).astype(np.float32)
+    return g, [cutoff, q], loss, (noise[0] if B == 1 else noise)
+
+
+GRAPHS = {"seed": seed_graph, "biquad": biquad_graph}
+
+
+def timed(fn, sync, budget_s, max_runs=50):
+    """Median seconds of fn() after one warm-up run; at least 2 runs unless the first is slow."""
+    fn()
+    sync()
+    times, start = [], time.perf_counter()
+    while len(times) < max_runs and (len(times) < 2 or time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+        if times[0] > budget_s:
+            break
+    return statistics.median(times)
+
+
+def dgen_forward(backend, name, B, budget):
+    g, _, _, x = GRAPHS[name](B, False)
+    prog = dgen.compile(g, backend=backend, frame_count=FRAMES, instances=B)
+    if backend == "cuda":
+        import cupy as cp
+
+        xx = np.zeros((B, 0, FRAMES), np.float32) if x is None else np.asarray(x).reshape(B, -1, FRAMES)
+        chans = prog.channel_arrays(xx)  # inputs stay on the GPU: the kernels alone
+        prog._sync_parameters()
+        fn = lambda: prog.kernel.execute(prog.mem_view(), FRAMES, chans)
+        return timed(fn, cp.cuda.Device().synchronize, budget)
+    return timed(lambda: prog.run(x), lambda: None, budget)
+
+
+def dgen_train(backend, name, B, budget):
+    g, params, loss, x = GRAPHS[name](B, True)
+    prog = dgen.compile(g, backend=backend, frame_count=FRAMES, backwards=True, instances=B)
+    ctx = dgen.TrainingContext(params, dgen.Adam(lr=1.0), loss, prog)
+
+    def step():
+        ctx.zero_grad()
+        ctx.forward_backward(x)
+        ctx.step()
+
+    return timed(step, lambda: None, budget)  # each step ends with a copy to the host
+
+
+def torch_train(name, B, budget):
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+    sync = torch.cuda.synchronize
+    if name == "seed":
+        from torch_bench import make_seed_step, phasor_cumsum
+
+        step, _ = make_seed_step(B, FRAMES, "cuda", phasor_cumsum)
+        return timed(step, sync, budget)
+    import torchaudio.functional as AF
+
+    dev = torch.device("cuda")
+    x = torch.rand(B, FRAMES, device=dev) * 2 - 1
+    cutoff = torch.full((B,), 800.0, device=dev, requires_grad=True)
+    q = torch.full((B,), 0.9, device=dev, requires_grad=True)
+
+    def lowpass(xx, fc, qq):
+        w = 2 * math.pi * fc / 44100.0
+        alpha, c = torch.sin(w) / (2 * qq), torch.cos(w)
+        a0 = 1 + alpha
+        b = torch.stack([(1 - c) / 2, 1 - c, (1 - c) / 2], -1) / a0.unsqueeze(-1)
+        a = torch.stack([torch.ones_like(c), -2 * c / a0, (1 - alpha) / a0], -1)
+        return AF.lfilter(xx, a, b, clamp=False, batching=True)
+
+    with torch.no_grad():
+        target = lowpass(x, torch.full((B,), 1500.0, device=dev), torch.full((B,), 0.7, device=dev))
+
+    def step():
+        loss = ((lowpass(x, cutoff, q) - target) ** 2).mean(dim=1).sum()
+        loss.backward()
+        with torch.no_grad():
+            for p in (cutoff, q):
+                p -= 1e-3 * p.grad
+                p.grad = None
+
+    return timed(step, sync, budget)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024, 16384])
+    ap.add_argument("--backends", nargs="+", default=["cuda", "c", "torch"])
+    ap.add_argument("--graphs", nargs="+", default=["seed", "biquad"])
+    ap.add_argument("--budget", type=float, default=1.5, help="seconds of repeats per measurement")
+    ap.add_argument("--max-c-batch", type=int, default=1024, help="largest B timed on the C backend")
+    ap.add_argument("--max-host-train-batch", type=int, default=64,
+                    help="largest B for seed training on dgen (its spectral loss runs in NumPy)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    rows = []
+
+    def record(what, backend, name, B, secs):
+        row = dict(what=what, backend=backend, graph=name, B=B, seconds=secs,
+                   samples_per_s=B * FRAMES / secs if what == "forward" else None,
+                   steps_per_s=1.0 / secs if what == "train" else None)
+        rows.append(row)
+        rate = f"{row['samples_per_s']:.3e} samples/s" if what == "forward" else f"{1 / secs:9.2f} steps/s"
+        print(f"{what:8} {name:7} {backend:6} B={B:<6} {secs * 1e3:10.3f} ms  {rate}", flush=True)
+
+    for name in args.graphs:
+        for B in args.batches:
+            for backend in args.backends:
+                if backend == "c" and B > args.max_c_batch:
+                    continue
+                try:
+                    if backend != "torch":
+                        record("forward", backend, name, B, dgen_forward(backend, name, B, args.budget))
+                        if name == "seed" and B > args.max_host_train_batch:
+                            continue
+                        record("train", backend, name, B, dgen_train(backend, name, B, args.budget))
+                    else:
+                        record("train", "torch", name, B, torch_train(name, B, args.budget))
+                except Exception as e:  # a missing peer or an out-of-memory: note it, go on
+                    print(f"{name} {backend} B={B}: {type(e).__name__}: {e}", flush=True)
+                    rows.append(dict(graph=name, backend=backend, B=B, error=f"{type(e).__name__}: {e}"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""CUDA renderer: a scheduled graph -> CUDA C source (compiled at run time by NVRTC).
+
+The stages are the C backend's (`cstyle.split_stages`); each non-empty block of a stage
+becomes one kernel:
+- vector block: one thread per (frame, instance) pair;
+- sequential block: one thread per instance, frames in a loop (last to first for backward
+  graphs), cell state (history, gradient accumulators) in registers for the whole loop.
+Memory is (cells, B) float32, instance-minor; every signal that crosses a block is a global
+(frames, B) array, so thread t of a vector kernel touches element t (coalesced). Kernels take
+    (float *mem, int frames, int B, <read arrays...>, <written arrays...>)
+in the order `CudaLaunch.reads + CudaLaunch.writes`. Arithmetic is IEEE float32 without
+contraction (NVRTC --fmad=false) and without flushing denormals, so pure arithmetic matches
+the float32 reference bit for bit; math functions are CUDA's (a few ulp).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..analysis import SEQUENTIAL
+from .cstyle import SOURCES, CStyleRenderer, Step, float_literal, split_stages
+
+# NVRTC options: no FMA contraction, IEEE division and sqrt, denormals kept (the defaults
+# except fmad): what the reference interpreter's float32 mode computes.
+NVRTC_OPTIONS = ("--fmad=false", "--std=c++17")
+VECTOR_THREADS = 256
+
+PRELUDE = r"""
+/* ---- dgen CUDA prelude: the sf_ helpers of prelude.h as device functions ---- */
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#define DGEN_D static __device__ __forceinline__
+DGEN_D float sf_splat(float x) { return x; }
+DGEN_D float sf_sin(float x) { return sinf(x); }
+DGEN_D float sf_cos(float x) { return cosf(x); }
+DGEN_D float sf_tan(float x) { return tanf(x); }
+DGEN_D float sf_asin(float x) { return asinf(x); }
+DGEN_D float sf_acos(float x) { return acosf(x); }
+DGEN_D float sf_atan(float x) { return atanf(x); }
+DGEN_D float sf_exp(float x) { return expf(x); }
+DGEN_D float sf_log(float x) { return logf(x); }
+DGEN_D float sf_log10(float x) { return log10f(x); }
+DGEN_D float sf_sqrt(float x) { return sqrtf(x); }
+DGEN_D float sf_tanh(float x) { return tanhf(x); }
+DGEN_D float sf_pow(float a, float b) { return powf(a, b); }
+DGEN_D float sf_atan2(float y, float x) { return atan2f(y, x); }
+DGEN_D float sf_fmod(float a, float b) { return fmodf(a, b); }
+DGEN_D float sf_floor(float x) { return floorf(x); }
+DGEN_D float sf_ceil(float x) { return ceilf(x); }
+DGEN_D float sf_round(float x) { return roundf(x); }
+DGEN_D float sf_abs(float x) { return fabsf(x); }
+DGEN_D float sf_min(float a, float b) { return (b < a || a != a) ? b : a; }
+DGEN_D float sf_max(float a, float b) { return (b > a || a != a) ? b : a; }
+DGEN_D float sf_sign(float x) { return x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : x != x ? x : 0.0f; }
+DGEN_D float sf_gt(float a, float b) { return a > b ? 1.0f : 0.0f; }
+DGEN_D float sf_lt(float a, float b) { return a < b ? 1.0f : 0.0f; }
+DGEN_D float sf_gte(float a, float b) { return a >= b ? 1.0f : 0.0f; }
+DGEN_D float sf_lte(float a, float b) { return a <= b ? 1.0f : 0.0f; }
+DGEN_D float sf_eq(float a, float b) { return a == b ? 1.0f : 0.0f; }
+DGEN_D float sf_select(float cond, float a, float b) { return cond > 0.0f ? a : b; }
+
+/* ops.md memory index: j = floor(x) wrapped into [0, size); a non-finite x gives 0 */
+DGEN_D int dgen_wrap(float x, int size) {
+    float f = floorf(x);
+    if (f >= 0.0f && f < 2147483648.0f) {
+        int j = (int)f;
+        return j < size ? j : j % size;
+    }
+    if (f < 0.0f && f >= -2147483648.0f) {
+        int j = (int)((long long)f % size);
+        return j < 0 ? j + size : 0;
+    }
+    if (!(fabsf(f) <= 3.402823466e38f)) return 0;
+    double r = fmod((double)f, (double)size);
+    return (int)(r < 0.0 ? r + size : r);
+}
+/* slot j of instance b lives at base[j * stride] (base already points at instance b) */
+DGEN_D float sf_mread(const float *base, float x, int size, int stride) {
+    return base[(long long)dgen_wrap(x, size) * stride];
+}
+DGEN_D void sf_mwrite(float *base, float x, int size, int stride, float v) {
+    base[(long long)dgen_wrap(x, size) * stride] = v;
+}
+DGEN_D void sf_maccum(float *base, float x, int size, int stride, float v) {
+    base[(long long)dgen_wrap(x, size) * stride] += v;
+}
+DGEN_D float sf_mtake(float *base, float x, int size, int stride) {
+    float *q = base + (long long)dgen_wrap(x, size) * stride;
+    float v = *q;
+    *q = 0.0f;
+    return v;
+}
+"""
+
+
+@dataclass(frozen=True)
+class CudaLaunch:
+    """One kernel: its name, block kind, and the node ids of its array arguments."""
+
+    name: str
+    kind: str  # "vector" or "sequential"
+    reads: tuple[int, ...]  # arrays read (input/tape slots through their alias node)
+    writes: tuple[int, ...]  # arrays written: values used by other blocks, steps or the caller
+
+
+@dataclass(frozen=True)
+class CudaSource:
+    source: str
+    steps: tuple[Step, ...]
+    launches: dict  # stage name -> tuple of CudaLaunch, in run order
+    reverse: bool
+
+    @property
+    def stages(self):
+        return [s.stage for s in self.steps if s.kind == "stage"]
+
+    def kernel_names(self) -> list[str]:
+        return [k.name for ls in self.launches.values() for k in ls]
+
+
+class CudaRenderer(CStyleRenderer):
+    name = "CUDA"
+    restrict = "__restrict__"
+    kernel_prefix = 'extern "C" __global__ void'
+    # memory ops take the instance stride (B) as in the C backend's lane model
+    state_code = {**CStyleRenderer.state_code}
+
+    def render(self, graph, schedule, layout, reverse=False, keep=()) -> CudaSource:
+        self.check(graph)
+        steps = split_stages(graph, schedule, keep)
+        head = [f"/* generated by dgen: {len(graph)} nodes, {len(steps)} step(s), CUDA"
+                f"{', frames reversed' if reverse else ''} */", PRELUDE]
+        body, launches = [], {}
+        for s in steps:
+            if s.kind != "stage":
+                continue
+            writer = _StageWriter(self, graph, layout, s.stage, reverse)
+            code, launches[s.stage.name] = writer.kernels()
+            body += code
+        return CudaSource("\n".join(head + body) + "\n", steps, launches, reverse)
+
+
+class _StageWriter:
+    """Writes the kernels of one stage, one per block that computes anything."""
+
+    def __init__(self, renderer, graph, layout, stage, reverse):
+        self.r, self.g, self.layout, self.st, self.reverse = renderer, graph, layout, stage, reverse
+        self.outs = {s.node for s in stage.slots if s.kind == "out"}
+
+    def kernels(self) -> tuple[list[str], tuple[CudaLaunch, ...]]:
+        code, launches = [], []
+        for k, block in enumerate(self.st.blocks):
+            made = self.kernel(f"{self.st.name}_b{k}", block)
+            if made is not None:
+                code += made[0]
+                launches.append(made[1])
+        return code, tuple(launches)
+
+    def src(self, i) -> int:
+        return self.st.alias.get(i, i)
+
+    def kernel(self, name, block):
+        skip = self.st.invariant
+        nodes = [n for n in block.nodes if self.g.nodes[n].op.name not in SOURCES and n not in skip]
+        if not nodes:
+            return None
+        local = set(nodes)
+        reads = []
+        for n in nodes:
+            for i in self.g.nodes[n].inputs:
+                if i not in local and i not in skip and self.src(i) not in reads:
+                    reads.append(self.src(i))
+        writes = [n for n in nodes if n in self.st.buffered or n in self.outs]
+        seq = block.kind == SEQUENTIAL
+        R = self.r.restrict
+        args = [f"float *{R} mem", "const int frames", "const int B"]
+        args += [f"const float *{R} a{i}" for i in reads] + [f"float *{R} a{n}" for n in writes]
+        L = [f"/* {block.kind} block: {len(nodes)} node(s) */",
+             f"{self.r.kernel_prefix} {name}({', '.join(args)}) {{"]
+        if seq:
+            L += ["    const int b = blockIdx.x * blockDim.x + threadIdx.x;", "    if (b >= B) return;"]
+        else:
+            L += ["    const long long at = (long long)blockIdx.x * blockDim.x + threadIdx.x;",
+                  "    if (at >= (long long)frames * B) return;", "    const int b = (int)(at % B);"]
+        L += self.uniforms()
+        cells = [c for c in self.st.cells if any(self.g.nodes[n].op.cell is not None
+                                                  and self.g.nodes[n].op.cell.id == c for n in nodes)]
+        L += [f"    float s{c} = mem[(long long){self.layout.offsets[c]} * B + b];" for c in cells]
+        inner = [f"const float x{i} = a{i}[at];" for i in reads]
+        for n in nodes:
+            nd = self.g.nodes[n]
+            inner.append(self.statement(nd, [self.ref(i, local) for i in nd.inputs]) + f" /* {_comment(nd.op)} */")
+            if n in writes:
+                inner.append(f"a{n}[at] = v{n};")
+        if seq:
+            loop = ("for (int i = frames - 1; i >= 0; i--)" if self.reverse else "for (int i = 0; i < frames; i++)")
+            L += [f"    {loop} {{", "        const long long at = (long long)i * B + b;"]
+            L += ["        " + line for line in inner] + ["    }"]
+        else:
+            L += ["    " + line for line in inner]
+        L += [f"    mem[(long long){self.layout.offsets[c]} * B + b] = s{c};" for c in cells]
+        L += ["}", ""]
+        return L, CudaLaunch(name, block.kind, tuple(reads), tuple(writes))
+
+    def uniforms(self) -> list[str]:
+        """Params and per-call invariants (the compiler drops the ones a kernel does not use)."""
+        L = []
+        for i in self.st.params:
+            at = self.layout.offsets[self.g.nodes[i].op.cell.id]
+            L.append(f"    const float p{i} = mem[(long long){at} * B + b];")
+        for n in self.st.uniforms:
+            nd = self.g.nodes[n]
+            expr = self.r.pure_expr(nd, "sf", [self.ref(i, ()) for i in nd.inputs])
+            L.append(f"    const float u{n} = {expr}; /* {_comment(nd.op)} */")
+        return L
+
+    def ref(self, i, local) -> str:
+        op = self.g.nodes[i].op
+        if op.name == "constant":
+            return float_literal(op.value)
+        if i in self.st.invariant:
+            return f"p{i}" if op.name == "param" else f"u{i}"
+        return f"v{i}" if i in local else f"x{self.src(i)}"
+
+    def statement(self, nd, args) -> str:
+        if self.r.renders(nd.op) == "state":
+            base = f"mem + (long long){self.layout.offsets[nd.op.cell.id]} * B + b"
+            return self.r.state_stmt(nd, "float", "sf", args, base, ", B")
+        return f"float v{nd.id} = {self.r.pure_expr(nd, 'sf', args)};"
+
+
+def _comment(op) -> str:
+    return repr(op).replace("*/", "* /")
+
+
+def render_cuda(graph, schedule, layout, reverse=False, keep=()) -> CudaSource:
+    return CudaRenderer().render(graph, schedule, layout, reverse, keep)

@@ -1,0 +1,331 @@
+"""The CUDA backend at run time: `CudaKernel` (the kernel contract of interp.ReferenceKernel),
+`CudaProgram` (what `dgen.compile(g, backend="cuda")` returns) and `CudaTrainingProgram`.
+
+Kernels are CUDA C rendered by render/cuda.py and compiled by NVRTC through
+`cupy.RawModule`; modules are cached per process by source hash (and by CuPy on disk).
+CuPy is imported lazily: `import dgen` needs neither CuPy nor a GPU.
+
+Where the data lives (docs/cuda.md):
+- a CudaProgram's state memory (cells, B) stays on the GPU between runs and training steps;
+  `reset()` and parameter values are written there (one small copy per parameter per run);
+- `run()` copies its inputs up and its outputs down; `execute_values` keeps them on the GPU;
+- training: tapes, the backward memory and every intermediate signal stay on the GPU; one
+  step copies back the loss per instance and the gradient rows only;
+- buffer ops (spectral_loss and its gradient) run in NumPy on the host: their operands are
+  copied down and their results up (the only large copies of a training step).
+A kernel given NumPy arrays (the generic contract) copies them up and back itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from ..errors import BackendUnavailable, RunInputError
+from ..program import Program
+from ..render.cuda import NVRTC_OPTIONS, VECTOR_THREADS, CudaSource, render_cuda
+from ..train.program import TrainingProgram
+
+F32 = np.dtype(np.float32)
+_MODULES: dict[str, object] = {}  # sha256 of source -> cupy.RawModule
+_CUPY = []  # the cupy module once a GPU was found
+
+
+def require_cupy():
+    """The cupy module, once a GPU is known to be usable; else BackendUnavailable saying why."""
+    if _CUPY:
+        return _CUPY[0]
+    try:
+        import cupy
+    except ImportError as e:
+        raise BackendUnavailable(f"the CUDA backend needs CuPy (pip install cupy-cuda13x or cupy-cuda12x to "
+                                 f"match your CUDA driver): {e}") from e
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # cudaErrorNoDevice, driver missing or too old
+        raise BackendUnavailable(f"the CUDA backend found no usable NVIDIA GPU: {e}") from e
+    if count < 1:
+        raise BackendUnavailable("the CUDA backend found no NVIDIA GPU (CuPy reports 0 devices)")
+    _CUPY.append(cupy)
+    return cupy
+
+
+def compile_module(source: str):
+    """NVRTC-compile `source` once per process (CuPy also caches the binary on disk)."""
+    cp = require_cupy()
+    key = hashlib.sha256(source.encode()).hexdigest()
+    if key not in _MODULES:
+        module = cp.RawModule(code=source, options=NVRTC_OPTIONS)
+        module.compile()  # errors now, naming the line, not at the first launch
+        _MODULES[key] = module
+    return _MODULES[key]
+
+
+def sequential_threads(B: int) -> int:
+    """Threads per block of a one-thread-per-instance kernel: small blocks while B is small,
+    so the instances spread over all multiprocessors."""
+    return 32 if B <= 4096 else 128
+
+
+class CudaKernel:
+    """Runs one scheduled graph on the GPU: `execute(mem, frames, inputs, tape) -> values`.
+
+    mem (M,) or (M, B); inputs per channel (frames,) or (frames, B); tape: ref id -> signal.
+    CuPy arrays are used in place and values come back as CuPy arrays; NumPy arrays are copied
+    up, and mem and the values copied back. Returns node id -> signal for kept nodes, outputs
+    and every value that crossed a stage. reverse=True runs sequential blocks last frame first.
+    """
+
+    def __init__(self, graph, schedule, layout, dtype=F32, reverse=False, keep=()):
+        if np.dtype(dtype) != F32:
+            raise ValueError(f"the CUDA backend computes in float32, not {np.dtype(dtype)}")
+        self.graph, self.schedule, self.layout = graph, schedule, layout
+        self.reverse, self.keep = reverse, tuple(keep)
+        self.csource: CudaSource = render_cuda(graph, schedule, layout, reverse, self.keep)
+        self._functions = None
+
+    @property
+    def source(self) -> str:
+        return self.csource.source
+
+    def build(self) -> dict:
+        if self._functions is None:
+            module = compile_module(self.csource.source)
+            self._functions = {name: module.get_function(name) for name in self.csource.kernel_names()}
+        return self._functions
+
+    # ------------------------------------------------------------------ running
+    def execute(self, mem, frames: int, inputs, tape=None) -> dict:
+        cp = require_cupy()
+        host = isinstance(mem, np.ndarray)
+        one = mem.ndim == 1
+        M = self.layout.size
+        if mem.shape[0] != M:
+            raise ValueError(f"memory has {mem.shape[0]} rows; this graph needs {M}")
+        dmem = cp.ascontiguousarray(cp.asarray(mem, F32)).reshape(M, -1)
+        if not host and dmem.data.ptr != mem.data.ptr:
+            raise ValueError("CudaKernel needs a contiguous float32 CuPy memory array to update in place")
+        B = dmem.shape[1]
+        sig = lambda x, what: self._signal(cp, x, frames, B, what)
+        ins = [sig(x, f"input {c}") for c, x in enumerate(inputs)]
+        tp = {k: sig(v, f"tape {k}") for k, v in (tape or {}).items()}
+        values = self.run(cp, dmem, frames, B, ins, tp)
+        if host:
+            mem[...] = cp.asnumpy(dmem).reshape(mem.shape)
+        shape = (frames,) if one else (frames, B)
+        return {k: (cp.asnumpy(v) if host else v).reshape(shape) for k, v in values.items()}
+
+    @staticmethod
+    def _signal(cp, x, frames, B, what):
+        if x.shape[0] != frames or int(np.prod(x.shape[1:], dtype=int)) != B or x.ndim > 2:
+            raise ValueError(f"{what} has shape {x.shape}; the kernel runs ({frames}, {B})")
+        return cp.ascontiguousarray(cp.asarray(x, F32)).reshape(frames, B)
+
+    def run(self, cp, dmem, frames, B, ins, tape) -> dict:
+        """Every step in order on (frames, B) device arrays; returns node id -> signal."""
+        functions, values = self.build(), {}
+        for step in self.csource.steps:
+            if step.kind == "buffer":
+                self._buffer_block(cp, step.block, dmem, values, ins, tape, frames, B)
+                continue
+            st = step.stage
+            arrays = {}
+            for s in st.slots:
+                if s.kind == "out":
+                    values[s.node] = arrays[s.node] = cp.empty((frames, B), F32)
+                else:
+                    arrays[s.node] = self._source_signal(s.kind, s.key, ins, tape, values, s.node)
+            for n in st.buffered:
+                if n not in arrays:
+                    arrays[n] = cp.empty((frames, B), F32)
+            fb = (np.int32(frames), np.int32(B))
+            for launch in self.csource.launches[st.name]:
+                args = (dmem, *fb, *(arrays[i] for i in launch.reads + launch.writes))
+                if launch.kind == "vector":
+                    threads = VECTOR_THREADS
+                    grid = -(-frames * B // threads)
+                else:
+                    threads = sequential_threads(B)
+                    grid = -(-B // threads)
+                functions[launch.name]((grid,), (threads,), args)
+        for i in self.keep:
+            if i not in values:
+                values[i] = self._whole(cp, i, dmem, values, ins, tape, frames, B)
+        return values
+
+    @staticmethod
+    def _source_signal(kind, key, ins, tape, values, node):
+        if kind == "input":
+            if key >= len(ins):
+                raise ValueError(f"the graph reads input channel {key}; {len(ins)} channel(s) given")
+            return ins[key]
+        if kind == "tape":
+            if key not in tape:
+                raise ValueError(f"the graph reads the tape of forward node {key}; it was not given")
+            return tape[key]
+        return values[node]
+
+    def _whole(self, cp, i, dmem, values, ins, tape, frames, B):
+        """Node i as a whole (frames, B) signal (buffer-op operands and kept sources)."""
+        nd = self.graph.nodes[i]
+        name = nd.op.name
+        if i in values:
+            return values[i]
+        if name == "constant":
+            return cp.full((frames, B), nd.op.value, F32)
+        if name == "param":
+            return cp.broadcast_to(dmem[self.layout.offsets[nd.op.cell.id]], (frames, B)).copy()
+        if name in ("input", "tape"):
+            key = nd.op.channel if name == "input" else nd.op.ref_id
+            return self._source_signal(name, key, ins, tape, values, i)
+        raise RuntimeError(f"node {i} ({name}) has no whole-signal value in the CUDA kernel (a dgen bug)")
+
+    def _buffer_block(self, cp, block, dmem, values, ins, tape, frames, B):
+        """Buffer ops (whole-signal, FFT-based) run in NumPy: operands and the op's cell rows
+        are copied to the host, results and the cell rows back."""
+        for n in block.nodes:
+            nd = self.graph.nodes[n]
+            args = [cp.asnumpy(self._whole(cp, j, dmem, values, ins, tape, frames, B)) for j in nd.inputs]
+            if B == 1:
+                args = [a[:, 0] for a in args]
+            cell = nd.op.cell
+            rows = slice(self.layout.offsets[cell.id], self.layout.offsets[cell.id] + cell.size) if cell else None
+            sub = cp.asnumpy(dmem[rows]) if cell else np.zeros((1, B), F32)
+            view = sub[:, 0] if B == 1 else sub
+            with np.errstate(all="ignore"):
+                out = np.asarray(nd.op.run(view, 0, *args), F32)
+            if cell:
+                dmem[rows] = cp.asarray(sub)
+            values[n] = cp.asarray(out.reshape(frames, B))
+
+
+class CudaProgram(Program):
+    """A compiled CUDA program (float32). `mem` is a CuPy array (cells, B) on the GPU;
+    `source` is the generated CUDA C."""
+
+    backend = "cuda"
+    dtype = F32
+
+    def __init__(self, plan, frame_count, instances=1, keep=()):
+        self.cp = require_cupy()
+        super().__init__(plan, frame_count, instances)
+        self.mem = self.cp.asarray(self.mem)
+        self.kernel = CudaKernel(plan.graph, plan.schedule, plan.layout, F32, plan.reverse, keep)
+        self.kernel.build()  # compile now: errors show at compile()
+        self._source = self.kernel.source
+
+    def reset(self) -> None:
+        host = np.zeros((self.plan.layout.size, self.instances), F32)
+        for at, size, init in self.plan.layout.inits:
+            host[at : at + size] = init
+        if isinstance(self.mem, np.ndarray):
+            self.mem = host
+        else:
+            self.mem[...] = self.cp.asarray(host)
+
+    def _sync_parameters(self) -> None:
+        params = self.graph.parameters
+        if not params:
+            return
+        rows = [self.plan.layout.offsets[p.cell.id] for p in params]
+        vals = np.stack([np.asarray(p.instance_values(self.instances), F32).reshape(self.instances)
+                         for p in params])
+        if isinstance(self.mem, np.ndarray):
+            self.mem[rows] = vals
+        else:
+            self.mem[self.cp.asarray(rows)] = self.cp.asarray(vals)
+
+    def channel_arrays(self, x):
+        """(B, C, N) host inputs -> per channel device arrays (N,) or (N, B), one upload."""
+        if isinstance(self.mem, np.ndarray):
+            return super().channel_arrays(x)
+        d = self.cp.asarray(np.ascontiguousarray(x.transpose(1, 2, 0), F32))  # (C, N, B)
+        return [d[c, :, 0] if self.instances == 1 else d[c] for c in range(d.shape[0])]
+
+    def execute_values(self, x, frames, tape=None) -> dict:
+        """Node values as CuPy arrays (no copy to the host)."""
+        return self.kernel.execute(self.mem_view(), frames, self.channel_arrays(x), tape)
+
+    def _execute(self, x, frames):
+        values = self.execute_values(x, frames)
+        out = np.zeros((self.instances, self.n_outputs, frames), F32)
+        for ch, nd in self.graph.outputs().items():
+            v = self.cp.asnumpy(values[nd.id])
+            out[:, ch] = v if self.instances == 1 else v.T
+        return out
+
+    def on_host(self):
+        """Context: mem moved to a NumPy array for the duration (generic, copying paths)."""
+        return _OnHost(self)
+
+
+class _OnHost:
+    def __init__(self, prog):
+        self.prog = prog
+
+    def __enter__(self):
+        self.device = self.prog.mem
+        self.prog.mem = self.prog.cp.asnumpy(self.device)
+
+    def __exit__(self, *exc):
+        self.device[...] = self.prog.cp.asarray(self.prog.mem)
+        self.prog.mem = self.device
+
+
+class CudaTrainingProgram(TrainingProgram):
+    """forward_backward with everything on the GPU: one small copy back per step (the loss
+    per instance and the gradient rows). vjp takes the generic (copying) path."""
+
+    def forward_backward(self, loss=None, inputs=None, parameters=None):
+        fwd, cp = self.forward, self.forward.cp
+        grad = self.gradient(loss if loss is not None else self.default_loss())
+        x, frames = fwd._check_inputs(inputs, self.frame_count)
+        if frames != self.frame_count:
+            raise RunInputError(f"forward_backward runs frame_count={self.frame_count} frames, "
+                                f"inputs have {frames}")
+        fwd._sync_parameters()
+        values = grad.forward_kernel.execute(fwd.mem_view(), frames, fwd.channel_arrays(x))
+        B = self.instances
+        loss_dev = values[grad.loss_id].reshape(frames, B).astype(cp.float64).mean(axis=0)
+        bmem = cp.zeros((grad.backward_plan.layout.size, B), F32)
+        grad.backward_kernel.execute(bmem[:, 0] if B == 1 else bmem, frames, [],
+                                     {i: values[i] for i in grad.adjoint.tape_ids})
+        params = list(parameters if parameters is not None else self.graph.parameters)
+        rows = [grad.adjoint.grad_cells.get(p.cell.id) for p in params]
+        at = [grad.backward_plan.layout.offsets[c.id] for c in rows if c is not None]
+        host_rows = cp.asnumpy(bmem[cp.asarray(at, dtype=cp.int64)]).astype(np.float64) if at else None
+        grads, k = {}, 0
+        for p, c in zip(params, rows):
+            if c is None:
+                grads[p] = np.zeros(B)
+            else:
+                grads[p], k = host_rows[k], k + 1
+        return cp.asnumpy(loss_dev), grads
+
+    def vjp(self, *args, **kwargs):
+        with self.forward.on_host():
+            return super().vjp(*args, **kwargs)
+
+
+def cuda_program(graph, frame_count=4096, backwards=False, instances=1, **options):
+    """`dgen.compile(..., backend="cuda")`. Options: keep (node ids whose values
+    `execute_values` returns), dtype (float32 only)."""
+    from ..pipeline import plan
+
+    keep = options.pop("keep", ())
+    dtype = np.dtype(options.pop("dtype", F32))
+    options.pop("expand", None)  # always expanded (phasor/accum/latch become history loops)
+    if dtype != F32:
+        raise ValueError(f"the CUDA backend computes in float32; dtype={dtype} is not supported")
+    if options:
+        raise TypeError(f"unknown option(s) for the CUDA backend: {sorted(options)}")
+    require_cupy()
+    forward = CudaProgram(plan(graph, expand=True), frame_count, instances, keep=keep)
+    if not backwards:
+        return forward
+
+    def factory(p, keep):
+        return CudaKernel(p.graph, p.schedule, p.layout, F32, p.reverse, keep)
+
+    return CudaTrainingProgram(forward, factory)  # training_program(...) with a GPU-resident step
