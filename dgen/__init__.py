@@ -10,6 +10,7 @@ from .errors import (
                      ArityError,
                      BackendUnavailable,
                      CellConflictError,
+                     ConcurrentRunError,
                      DgenError,
                      ForeignNodeError,
                      GraphError,
@@ -32,5 +33,6 @@ __version__ = "0.1.0"
 __all__ = ["Graph", "Node", "Cell", "Op", "compile", "generate", "DgenError", "GraphError", "ArityError",
            "ForeignNodeError", "UnknownOpError", "NonFiniteConstantError", "AlgebraicLoopError",
            "CellConflictError", "WindowSizeError", "RunInputError", "BackendUnavailable", "TrainingError",
+           "ConcurrentRunError",
            "Parameter", "TrainingContext", "SGD", "Adam", "Optimizer", "load_audio", "save_audio",
            "plot_history", "fit_many"]

@@ -49,6 +49,10 @@ class BackendUnavailable(DgenError, RuntimeError):
     """The backend cannot run here (no compiler, no GPU, missing package)."""
 
 
+class ConcurrentRunError(DgenError, RuntimeError):
+    """One program was run (or reset) from two threads at once: it has one state memory."""
+
+
 class TrainingError(DgenError, RuntimeError):
     """Training went wrong: a parameter became NaN or infinite."""
 

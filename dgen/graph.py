@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from numbers import Real
+from numbers import Integral, Real
 
 from . import errors
 from .errors import describe
@@ -79,6 +79,10 @@ class Node:
         return self._bin("mod", o)
 
 
+# The largest cell: compiled backends index a cell with a C int (and float32 indices are
+# exact only up to 2**24 anyway).
+MAX_CELL = 2**31 - 1
+
 # Roles a cell can play; a cell plays one role only.
 _HISTORY, _MEMORY, _OWNED = "history", "memory", "owned"
 
@@ -101,9 +105,9 @@ class Graph:
     # ----------------------------------------------------------------- building
     def alloc(self, size: int = 1, init: float = 0.0) -> Cell:
         """A new state cell of `size` floats (a memory block when size > 1)."""
-        if not (isinstance(size, int) and size >= 1):
-            raise errors.GraphError(f"alloc: size must be an int >= 1, got {size!r}")
-        cell = Cell(len(self.cells), size, float(init))
+        if not (isinstance(size, Integral) and not isinstance(size, bool) and 1 <= size <= MAX_CELL):
+            raise errors.GraphError(f"alloc: size must be an int in [1, {MAX_CELL}], got {size!r}")
+        cell = Cell(len(self.cells), int(size), float(init))
         self.cells.append(cell)
         return cell
 

@@ -3,15 +3,26 @@
 Backends subclass `Program` and implement `_execute`. This class owns what they share:
 checking `run()` arguments, the memory block (one row of floats per cell slot, one column
 per instance), parameter values, and output assembly.
+
+Thread safety (docs/reliability.md): separate programs may run in separate threads at
+once. One program has one state memory, so it runs one call at a time: `run`, `reset` and
+the training calls of a program entered from a second thread while one is in progress
+raise `ConcurrentRunError` instead of corrupting the state.
 """
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from numbers import Integral
 
 import numpy as np
 
-from .errors import RunInputError
+from .errors import ConcurrentRunError, RunInputError
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, Integral) and not isinstance(v, bool) and v > 0
 
 
 class Program:
@@ -19,9 +30,9 @@ class Program:
     dtype = np.float32
 
     def __init__(self, plan, frame_count: int, instances: int = 1):
-        if not (isinstance(frame_count, Integral) and frame_count > 0):
+        if not _positive_int(frame_count):
             raise RunInputError(f"frame_count must be a positive int, got {frame_count!r}")
-        if not (isinstance(instances, Integral) and instances > 0):
+        if not _positive_int(instances):
             raise RunInputError(f"instances must be a positive int, got {instances!r}")
         self.plan, self.graph = plan, plan.graph
         self.frame_count, self.instances = int(frame_count), int(instances)
@@ -29,7 +40,20 @@ class Program:
         outs = self.graph.outputs()
         self.n_outputs = max(outs) + 1 if outs else 0
         self.mem = np.zeros((plan.layout.size, self.instances), self.dtype)
+        self._busy = threading.Lock()
         self.reset()
+
+    @contextmanager
+    def exclusive(self, what: str):
+        """Hold this program's state for one call; a second thread gets ConcurrentRunError."""
+        if not self._busy.acquire(blocking=False):
+            raise ConcurrentRunError(
+                f"{what}: this {self.backend} program is already running in another thread; a program has "
+                "one state memory and runs one call at a time (compile one program per thread)")
+        try:
+            yield
+        finally:
+            self._busy.release()
 
     @property
     def schedule(self):
@@ -42,14 +66,20 @@ class Program:
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         """State back to zero (cells with an initial value back to it); parameters kept."""
-        self.mem[:] = 0
-        for at, size, init in self.plan.layout.inits:
-            self.mem[at : at + size] = init
+        with self.exclusive("reset()"):
+            self.mem[:] = 0
+            for at, size, init in self.plan.layout.inits:
+                self.mem[at : at + size] = init
 
     def _sync_parameters(self) -> None:
+        limit = np.finfo(self.dtype).max
         for p in self.graph.parameters:
             at = self.plan.layout.offsets[p.cell.id]
-            self.mem[at] = p.instance_values(self.instances)
+            values = p.instance_values(self.instances)
+            if np.any(np.abs(values) > limit):
+                raise RunInputError(f"parameter {p.name!r}: value {p.value} is beyond the {self.dtype.name} "
+                                    f"range of the {self.backend} backend")
+            self.mem[at] = values
 
     def mem_view(self):
         """(M,) for one instance (the scalar fast path), (M, B) for more; shares self.mem."""
@@ -67,12 +97,13 @@ class Program:
         Returns (outputs, frames), or (instances, outputs, frames).
         """
         x, frames = self._check_inputs(inputs, frames)
-        self._sync_parameters()
-        out = self._execute(x, frames)  # (B, O, frames)
+        with self.exclusive("run()"):
+            self._sync_parameters()
+            out = self._execute(x, frames)  # (B, O, frames)
         return out[0] if self.instances == 1 else out
 
     def _check_inputs(self, inputs, frames):
-        if frames is not None and not (isinstance(frames, Integral) and frames > 0):
+        if frames is not None and not _positive_int(frames):
             raise RunInputError(f"frames must be a positive int, got {frames!r}")
         B, C = self.instances, self.n_inputs
         if inputs is None:
@@ -80,20 +111,39 @@ class Program:
                 raise RunInputError(f"the graph reads {C} input channel(s); run() needs inputs of shape "
                                     f"{self._want_shape(frames)}")
             return np.zeros((B, 0, frames or self.frame_count), self.dtype), frames or self.frame_count
-        x = np.asarray(inputs)
+        try:
+            x = np.asarray(inputs)
+        except ValueError as e:  # ragged nested lists
+            raise RunInputError(f"inputs are not a rectangular array: {e}") from e
         if x.dtype.kind not in "fiub":
             raise RunInputError(f"inputs must be real numbers, got dtype {x.dtype}")
+        given = x.shape
         if B == 1 and x.ndim == 1 and C == 1:
             x = x[None]
         if B == 1 and x.ndim == 2:
             x = x[None]
         if x.ndim != 3 or x.shape[0] != B or x.shape[1] != C:
-            raise RunInputError(f"inputs have shape {x.shape}; expected {self._want_shape(frames)}")
+            raise RunInputError(f"inputs have shape {given}; expected {self._want_shape(frames)}"
+                                f"{self._shape_hint(x)}")
         if frames is not None and x.shape[2] != frames:
             raise RunInputError(f"inputs have {x.shape[2]} frames but frames={frames}")
         if x.shape[2] == 0:
             raise RunInputError("inputs have 0 frames")
-        return np.ascontiguousarray(x, self.dtype), x.shape[2]
+        try:
+            with np.errstate(over="raise"):
+                return np.ascontiguousarray(x, self.dtype), x.shape[2]
+        except FloatingPointError:
+            b, c, n = np.argwhere(np.isfinite(x) & (np.abs(x) > np.finfo(self.dtype).max))[0]
+            raise RunInputError(f"inputs: value {float(x[b, c, n])!r} (instance {b}, channel {c}, frame {n}) is "
+                                f"beyond the {self.dtype.name} range of the {self.backend} backend") from None
+
+    def _shape_hint(self, x) -> str:
+        """What is wrong with a (B, C, N)-shaped x, in words."""
+        if x.ndim != 3:
+            return ""
+        if x.shape[0] != self.instances:
+            return f" (the program runs {self.instances} instance(s), inputs have {x.shape[0]})"
+        return f" (the graph reads {self.n_inputs} input channel(s), inputs have {x.shape[1]})"
 
     def _want_shape(self, frames) -> str:
         n = frames or "frames"

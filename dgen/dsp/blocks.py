@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from ..errors import GraphError
+from ..graph import MAX_CELL
 from ..ops import Op
 from ..ops.spectral import SpectralLoss
 
@@ -25,8 +27,8 @@ def delay(g, x, d, max_delay=None):
     before it meets the counter, so float32 keeps full interpolation precision.
     """
     max_delay = 2.0 * g.sample_rate if max_delay is None else float(max_delay)
-    if not (math.isfinite(max_delay) and max_delay >= 0):
-        raise ValueError(f"delay: max_delay must be finite and >= 0, got {max_delay}")
+    if not (math.isfinite(max_delay) and 0 <= max_delay <= MAX_CELL - 2):
+        raise GraphError(f"delay: max_delay must be finite and in [0, {MAX_CELL - 2}] samples, got {max_delay}")
     size = int(math.ceil(max_delay)) + 2
     buf = g.alloc(size)
     write_pos = g.n(Op.accum(g.alloc()), 1.0, 0.0, 0.0, float(size))

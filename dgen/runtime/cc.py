@@ -15,6 +15,7 @@ import hashlib
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -109,12 +110,25 @@ def cache_dir() -> Path:
             raise PermissionError(f"{path} is not writable")
         return path
     except OSError as e:
-        user = os.getuid() if hasattr(os, "getuid") else "user"
-        fallback = Path(tempfile.gettempdir()) / f"dgen-cache-{user}"
+        fallback = _private_temp_dir()
         warnings.warn(f"dgen: cache dir {path} is unusable ({e}); using {fallback}", RuntimeWarning,
                       stacklevel=3)
-        fallback.mkdir(parents=True, exist_ok=True)
         return fallback
+
+
+def _private_temp_dir() -> Path:
+    """$TMPDIR/dgen-cache-<uid> if it is a real directory of ours that nobody else can write
+    (we load shared libraries from it: a planted one would run as us), else a fresh mkdtemp."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    path = Path(tempfile.gettempdir()) / f"dgen-cache-{uid if uid is not None else 'user'}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode) and not st.st_mode & 0o022 and (uid is None or st.st_uid == uid):
+            return path
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="dgen-cache-"))
 
 
 def cache_key(source: str, flags) -> str:
@@ -170,6 +184,9 @@ def build(source: str, output: Path, flags, extra=(), shared=True) -> None:
             saved = "(not saved)"
         raise CompileError(f"C compiler failed (exit {proc.returncode}) on generated code saved at {saved}:\n"
                            f"{' '.join(argv)}\n{proc.stderr.decode(errors='replace')[-4000:]}")
+    if not output.is_file() or output.stat().st_size == 0:  # e.g. CC=/bin/true: never cache or load that
+        raise CompileError(f"the C compiler {cc.command[0]} exited 0 but wrote nothing to {output}; is $CC a C "
+                           "compiler?")
 
 
 def compile_library(source: str, flags=None) -> ctypes.CDLL:

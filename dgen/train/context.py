@@ -19,6 +19,11 @@ class TrainingContext:
         names = [p.name for p in self.parameters]
         if len(set(names)) != len(names):
             raise errors.GraphError(f"parameter names must be unique, got {names}")
+        for p in self.parameters:  # cell ids of another graph would alias this graph's cells
+            if not any(p is q for q in program.graph.parameters):
+                raise errors.ForeignNodeError(f"parameter {p.name!r} belongs to another graph than the program's")
+        if loss is not None and hasattr(program, "gradient"):
+            program.gradient(loss)  # checks the loss's graph (and builds its adjoint once, now)
         self.steps = 0
         self.last_loss = None
         self.history: list[dict] = []  # per step: loss and parameter values (per instance)
@@ -45,6 +50,14 @@ class TrainingContext:
     def step(self) -> None:
         """One optimizer update; values clamped to [min, max]; NaN/inf stops with the culprit."""
         self.steps += 1
+        loss = self.last_loss
+        if loss is not None and not np.all(np.isfinite(loss)):
+            values = ", ".join(f"{p.name}={p.value}" for p in self.parameters)
+            raise errors.TrainingError(f"the loss is {loss if self.instances > 1 else loss[0]} (not finite) at step "
+                                       f"{self.steps}; parameter values: {values}")
+        dtype = np.dtype(getattr(getattr(self.program, "forward", self.program), "dtype", np.float64))
+        limit = np.finfo(dtype).max
+        updates = []  # applied only when every parameter's update is good: no half-made step
         for p in self.parameters:
             g = np.broadcast_to(np.asarray(p.grad, np.float64), (self.instances,))
             if not np.all(np.isfinite(g)):
@@ -52,9 +65,13 @@ class TrainingContext:
                                            f"{self.steps}")
             value = np.broadcast_to(np.asarray(p.value, np.float64), (self.instances,)).copy()
             new = self.optimizer.update(p.name, value, g)
-            if not np.all(np.isfinite(new)):
-                raise errors.TrainingError(f"parameter {p.name!r} became {new} at step {self.steps}")
-            p.value = new if self.instances > 1 else new[0]
+            if not np.all(np.isfinite(new)) or np.any(np.abs(new) > limit):
+                shown = new if self.instances > 1 else new[0]
+                why = "" if not np.all(np.isfinite(new)) else f" (beyond the {dtype.name} range of the program)"
+                raise errors.TrainingError(f"parameter {p.name!r} became {shown} at step {self.steps}{why}")
+            updates.append((p, new if self.instances > 1 else new[0]))
+        for p, new in updates:
+            p.value = new
         self._record()
 
     def _record(self) -> None:

@@ -9,8 +9,8 @@ class Optimizer:
     """Updates each parameter's values (one per instance) from its gradient."""
 
     def __init__(self, lr: float):
-        if not (lr > 0):
-            raise ValueError(f"learning rate must be > 0, got {lr}")
+        if not (lr > 0 and np.isfinite(lr)):
+            raise ValueError(f"learning rate must be finite and > 0, got {lr}")
         self.lr = float(lr)
         self.state: dict[str, dict] = {}
 

@@ -15,6 +15,8 @@ class Parameter:
 
         self.graph = graph
         self.name = name or f"param{len(graph.parameters)}"
+        if min is not None and max is not None and not min <= max:
+            raise errors.TrainingError(f"parameter {self.name!r}: min {min} > max {max}")
         self.min, self.max = min, max
         self.value = value
         self.cell = graph.alloc(1, init=float(np.ravel(self._value)[0]))

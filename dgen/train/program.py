@@ -31,9 +31,10 @@ class _Gradient:
 class TrainingProgram:
     """Runs like the forward program (`run`, `reset`, `source`) and adds `forward_backward`."""
 
-    def __init__(self, forward, kernel_factory):
+    def __init__(self, forward, kernel_factory, user_graph=None):
         self.forward = forward
         self.kernel_factory = kernel_factory
+        self.user_graph = user_graph  # the graph compiled (self.graph is its expansion)
         self._gradients: dict[int, _Gradient] = {}
 
     # the forward program's surface
@@ -78,6 +79,9 @@ class TrainingProgram:
     def gradient(self, loss) -> _Gradient:
         """The adjoint (built once per loss node) of the objective mean_n loss[n]."""
         # a node of the user's graph maps into the expanded one; default_loss() is already there
+        if loss.graph is not self.graph and self.user_graph is not None and loss.graph is not self.user_graph:
+            raise errors.ForeignNodeError(f"the loss, node {loss.id} ({loss.op.name}), belongs to another graph "
+                                          "than the program's")
         fid = loss.id if loss.graph is self.graph else self.plan.node_map[loss.id]
         scale = 1.0 / self.frame_count
         return self._adjoint(("loss", fid), {fid: lambda g: g.constant(scale)}, (fid,))
@@ -109,8 +113,9 @@ class TrainingProgram:
         {parameter: gradient per instance (B,)}). Any frame count works."""
         fwd, grad = self.forward, self.output_gradient()
         x, frames = fwd._check_inputs(inputs, frames)
-        fwd._sync_parameters()
-        values = grad.forward_kernel.execute(fwd.mem_view(), frames, fwd.channel_arrays(x))
+        with fwd.exclusive("vjp()"):
+            fwd._sync_parameters()
+            values = grad.forward_kernel.execute(fwd.mem_view(), frames, fwd.channel_arrays(x))
         B, O = self.instances, fwd.n_outputs
         outputs = np.zeros((B, O, frames), fwd.dtype)
         for ch, nd in self.graph.outputs().items():
@@ -137,8 +142,9 @@ class TrainingProgram:
         if frames != self.frame_count:
             raise errors.RunInputError(f"forward_backward runs frame_count={self.frame_count} frames, "
                                        f"inputs have {frames}")
-        fwd._sync_parameters()
-        values = grad.forward_kernel.execute(fwd.mem_view(), frames, fwd.channel_arrays(x))
+        with fwd.exclusive("forward_backward()"):
+            fwd._sync_parameters()
+            values = grad.forward_kernel.execute(fwd.mem_view(), frames, fwd.channel_arrays(x))
         loss_values = np.asarray(values[grad.loss_id], np.float64).reshape(frames, -1).mean(axis=0)
         bmem, _ = self._backward(grad, frames, {i: values[i] for i in grad.adjoint.tape_ids})
         return loss_values, self._param_grads(grad, bmem, parameters)
@@ -153,9 +159,9 @@ def reference_training_program(graph, frame_count, instances, dtype=np.float64, 
     def factory(p, keep):
         return ReferenceKernel(p.graph, p.schedule, p.layout, dtype, p.reverse, keep)
 
-    return TrainingProgram(forward, factory)
+    return TrainingProgram(forward, factory, graph)
 
 
 def training_program(graph, frame_count, instances, kernel_factory, forward):
     """For backends: wrap their forward program and kernel factory."""
-    return TrainingProgram(forward, kernel_factory)
+    return TrainingProgram(forward, kernel_factory, graph)
