@@ -141,6 +141,8 @@ def _stage_calls(info, p, csrc) -> tuple[list[str], int]:
         for s in st.slots:
             if s.kind == "input":
                 ptrs.append(f"(float *)in[{s.key}] + off")
+            elif s.kind == "output":
+                ptrs.append(f"out[{s.key}] + off")
             elif s.kind == "out" and s.node in outputs:
                 ptrs.append(f"out[{outputs[s.node]}] + off")
             elif s.kind in ("out", "in"):
@@ -149,7 +151,7 @@ def _stage_calls(info, p, csrc) -> tuple[list[str], int]:
                 raise GraphError(f"export: stage {st.name} reads a {s.kind} signal; only forward graphs export")
         ptrs = ptrs or ["0"]
         lines.append(f"        {{ float *ext[{len(ptrs)}] = {{{', '.join(ptrs)}}};")
-        lines.append(f"          {st.name}(s->mem, ext, n, 1); }}")
+        lines.append(f"          {st.name}(s->mem, ext, n, 1, 0); }}")
     return lines, len(scratch)
 
 

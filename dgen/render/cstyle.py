@@ -79,7 +79,8 @@ class Step:
 
 def float_literal(value: float) -> str:
     """The exact float32 `value` as a C literal (inf for values beyond float32)."""
-    f = np.float32(value)
+    with np.errstate(over="ignore"):
+        f = np.float32(value)
     if np.isinf(f):
         return "INFINITY" if f > 0 else "(-INFINITY)"
     s = str(f)
