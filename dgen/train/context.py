@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 
 import numpy as np
 
@@ -98,27 +100,55 @@ class TrainingContext:
         return loss
 
     # ------------------------------------------------------------------ checkpoints
+    FORMAT, VERSION = "dgen-checkpoint", 1
+
     def save(self, path) -> None:
-        """Parameter values, optimizer state, step count and history as JSON."""
+        """Parameter values (one per instance), optimizer type, settings and state, step count and
+        history as JSON (docs/reliability.md). Written to a temporary file and renamed over
+        `path`, so a failed save leaves the previous checkpoint intact."""
+        B = self.instances
         state = {
-            "steps": self.steps,
-            "parameters": {p.name: np.atleast_1d(p.value).tolist() for p in self.parameters},
+            "format": self.FORMAT, "version": self.VERSION, "steps": self.steps, "instances": B,
+            "parameters": {p.name: np.broadcast_to(np.asarray(p.value, np.float64), (B,)).tolist()
+                           for p in self.parameters},
             "optimizer": {"type": type(self.optimizer).__name__, **self.optimizer.state_dict()},
             "history": self.history,
         }
-        with open(path, "w") as f:
-            json.dump(state, f)
+        path = os.fspath(path)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".ckpt-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(state, f)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
 
     def load_state(self, path) -> None:
-        with open(path) as f:
-            state = json.load(f)
+        """Restore what `save` wrote; every mismatch with this context is a TrainingError."""
+        try:
+            with open(path) as f:
+                state = json.load(f)
+            steps, saved, opt, history = state["steps"], state["parameters"], state["optimizer"], state["history"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise errors.TrainingError(f"{path} is not a dgen checkpoint ({e!r})") from e
+        kind = type(self.optimizer).__name__
+        if opt.get("type", kind) != kind:
+            raise errors.TrainingError(f"checkpoint was made with {opt['type']}, not {kind}")
         by_name = {p.name: p for p in self.parameters}
-        for name, value in state["parameters"].items():
+        for name in saved:
             if name not in by_name:
                 raise errors.TrainingError(f"checkpoint has parameter {name!r} that this context lacks")
-            by_name[name].value = value if self.instances > 1 else value[0]
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.steps, self.history = state["steps"], state["history"]
+        for name in by_name:
+            if name not in saved:
+                raise errors.TrainingError(f"checkpoint has no value for parameter {name!r}")
+            if len(saved[name]) != self.instances:
+                raise errors.TrainingError(f"checkpoint has {len(saved[name])} value(s) for parameter {name!r}; "
+                                           f"this context trains {self.instances} instances")
+        for name, p in by_name.items():
+            p.value = saved[name] if self.instances > 1 else saved[name][0]
+        self.optimizer.load_state_dict(opt)
+        self.steps, self.history = steps, history
 
     @classmethod
     def load(cls, path, parameters, optimizer, loss, program):

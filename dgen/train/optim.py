@@ -17,17 +17,23 @@ class Optimizer:
     def update(self, name: str, value: np.ndarray, grad: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    settings = ("lr",)  # saved in checkpoints and restored from them with the state
+
     def state_dict(self) -> dict:
-        return {"lr": self.lr, "state": {k: {s: np.asarray(v).tolist() for s, v in st.items()}
-                                         for k, st in self.state.items()}}
+        return {**{k: getattr(self, k) for k in self.settings},
+                "state": {k: {s: np.asarray(v).tolist() for s, v in st.items()} for k, st in self.state.items()}}
 
     def load_state_dict(self, d: dict) -> None:
-        self.lr = float(d["lr"])
+        for k in self.settings:
+            if k in d:
+                setattr(self, k, float(d[k]))
         self.state = {k: {s: np.asarray(v, np.float64) for s, v in st.items()} for k, st in d["state"].items()}
 
 
 class SGD(Optimizer):
     """value -= lr * grad (with optional momentum)."""
+
+    settings = ("lr", "momentum")
 
     def __init__(self, lr: float, momentum: float = 0.0):
         super().__init__(lr)
@@ -43,6 +49,8 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with bias correction."""
+
+    settings = ("lr", "beta1", "beta2", "eps")
 
     def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
         super().__init__(lr)
