@@ -26,6 +26,7 @@ from ..errors import BackendUnavailable, RunInputError
 from ..program import Program
 from ..render.cuda import NVRTC_OPTIONS, VECTOR_THREADS, CudaSource, render_cuda
 from ..train.program import TrainingProgram
+from .cuda_buffer import GPU_BUFFER_OPS
 
 F32 = np.dtype(np.float32)
 _MODULES: dict[str, object] = {}  # sha256 of source -> cupy.RawModule
@@ -68,6 +69,11 @@ def sequential_threads(B: int) -> int:
     return 32 if B <= 4096 else 128
 
 
+def cp_to_host(x):
+    """NumPy array of x (a CuPy array is copied down)."""
+    return x if isinstance(x, np.ndarray) else x.get()
+
+
 class CudaKernel:
     """Runs one scheduled graph on the GPU: `execute(mem, frames, inputs, tape) -> values`.
 
@@ -103,10 +109,10 @@ class CudaKernel:
         M = self.layout.size
         if mem.shape[0] != M:
             raise ValueError(f"memory has {mem.shape[0]} rows; this graph needs {M}")
-        dmem = cp.ascontiguousarray(cp.asarray(mem, F32)).reshape(M, -1)
-        if not host and dmem.data.ptr != mem.data.ptr:
+        B = 1 if one else mem.shape[1]
+        dmem = cp.ascontiguousarray(cp.asarray(mem, F32)).reshape(M, B)
+        if not host and M and dmem.data.ptr != mem.data.ptr:
             raise ValueError("CudaKernel needs a contiguous float32 CuPy memory array to update in place")
-        B = dmem.shape[1]
         sig = lambda x, what: self._signal(cp, x, frames, B, what)
         ins = [sig(x, f"input {c}") for c, x in enumerate(inputs)]
         tp = {k: sig(v, f"tape {k}") for k, v in (tape or {}).items()}
@@ -132,7 +138,7 @@ class CudaKernel:
             st = step.stage
             arrays = {}
             for s in st.slots:
-                if s.kind == "out":
+                if st.written(s):  # "out", or "output": kept by node id here too
                     values[s.node] = arrays[s.node] = cp.empty((frames, B), F32)
                 else:
                     arrays[s.node] = self._source_signal(s.kind, s.key, ins, tape, values, s.node)
@@ -182,15 +188,21 @@ class CudaKernel:
         raise RuntimeError(f"node {i} ({name}) has no whole-signal value in the CUDA kernel (a dgen bug)")
 
     def _buffer_block(self, cp, block, dmem, values, ins, tape, frames, B):
-        """Buffer ops (whole-signal, FFT-based) run in NumPy: operands and the op's cell rows
-        are copied to the host, results and the cell rows back."""
+        """Buffer ops (whole-signal, FFT-based): on the GPU where cuda_buffer has them (the
+        spectral loss and its gradient), else in NumPy: operands and the op's cell rows are
+        copied to the host, results and the cell rows back."""
         for n in block.nodes:
             nd = self.graph.nodes[n]
+            cell = nd.op.cell
+            rows = slice(self.layout.offsets[cell.id], self.layout.offsets[cell.id] + cell.size) if cell else None
+            on_gpu = GPU_BUFFER_OPS.get(nd.op.name)
+            if on_gpu is not None:
+                args = [self._whole(cp, j, dmem, values, ins, tape, frames, B) for j in nd.inputs]
+                values[n] = on_gpu(cp, nd.op, dmem[rows] if cell else None, *args)  # rows: a view
+                continue
             args = [cp.asnumpy(self._whole(cp, j, dmem, values, ins, tape, frames, B)) for j in nd.inputs]
             if B == 1:
                 args = [a[:, 0] for a in args]
-            cell = nd.op.cell
-            rows = slice(self.layout.offsets[cell.id], self.layout.offsets[cell.id] + cell.size) if cell else None
             sub = cp.asnumpy(dmem[rows]) if cell else np.zeros((1, B), F32)
             view = sub[:, 0] if B == 1 else sub
             with np.errstate(all="ignore"):
@@ -236,11 +248,24 @@ class CudaProgram(Program):
         else:
             self.mem[self.cp.asarray(rows)] = self.cp.asarray(vals)
 
+    def _check_inputs(self, inputs, frames):
+        """As Program's; CuPy inputs (already on the GPU) are taken as they are."""
+        cp = self.cp
+        if not isinstance(inputs, cp.ndarray):
+            return super()._check_inputs(inputs, frames)
+        x, B, C = inputs, self.instances, self.n_inputs
+        if B == 1 and x.ndim in (1, 2):
+            x = x.reshape(1, -1, x.shape[-1])
+        if x.ndim != 3 or x.shape[:2] != (B, C) or x.shape[2] == 0 or frames not in (None, x.shape[2]):
+            raise RunInputError(f"inputs have shape {inputs.shape}; expected {self._want_shape(frames)}")
+        return cp.ascontiguousarray(x, F32), x.shape[2]
+
     def channel_arrays(self, x):
-        """(B, C, N) host inputs -> per channel device arrays (N,) or (N, B), one upload."""
+        """(B, C, N) inputs -> per channel device arrays (N,) or (N, B): one contiguous upload,
+        the transpose on the GPU."""
         if isinstance(self.mem, np.ndarray):
-            return super().channel_arrays(x)
-        d = self.cp.asarray(np.ascontiguousarray(x.transpose(1, 2, 0), F32))  # (C, N, B)
+            return super().channel_arrays(cp_to_host(x))
+        d = self.cp.ascontiguousarray(self.cp.asarray(x, F32).transpose(1, 2, 0))  # (C, N, B)
         return [d[c, :, 0] if self.instances == 1 else d[c] for c in range(d.shape[0])]
 
     def execute_values(self, x, frames, tape=None) -> dict:

@@ -132,3 +132,29 @@ def test_training_context_follows_reference():
         ctx.train(10, inputs=x, progress=False)
         finals.append(np.asarray(params[0].value, np.float64))
     assert_close(finals[0], finals[1], rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("instances", [1, 3])
+@pytest.mark.parametrize("hop", [1, 3])
+def test_spectral_loss_on_gpu_matches_numpy(hop, instances):
+    """cuda_buffer's spectral loss (streamed over chunks, window history in its cell) and its
+    gradient vs the ops' NumPy code."""
+    import cupy as cp
+
+    from dgen.runtime.cuda_buffer import spectral_loss, spectral_loss_grad
+
+    W = 16
+    op, gop = Op.spectral_loss(dgen.Graph().alloc(2 * W - 1), W, hop), Op.spectral_loss_grad(W, hop)
+    rng = np.random.default_rng(13)
+    mem_h = np.zeros((2 * W - 1, instances), np.float32)
+    mem_d = cp.zeros((2 * W - 1, instances), np.float32)
+    for frames in (5, 40, 100):
+        a, b = (rng.standard_normal((frames, instances)).astype(np.float32) for _ in range(2))
+        want = op.run(mem_h, 0, a, b)
+        got = spectral_loss(cp, op, mem_d, cp.asarray(a), cp.asarray(b))
+        assert_close(got.get(), want, rtol=1e-5, atol=1e-5, what=f"loss, {frames} frames")
+        assert_close(mem_d.get(), mem_h, **EXACT)
+    adj = rng.standard_normal((100, instances)).astype(np.float32)
+    want = gop.ref(adj, a, b)
+    got = spectral_loss_grad(cp, gop, None, *(cp.asarray(v) for v in (adj, a, b)))
+    assert_close(got.get(), want, rtol=1e-4, atol=1e-5 * np.abs(want).max(), what="gradient")
