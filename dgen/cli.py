@@ -162,6 +162,18 @@ def cmd_train(args) -> int:
 
 
 # ---------------------------------------------------------------------- parser
+RENDER_DOC = """Render a patch to a WAV file. The patch's build(g) adds outputs (or returns nodes);
+output channel i becomes WAV channel i. With --input, g.input(i) reads channel i of the file."""
+
+TRAIN_DOC = """Fit the parameters of a patch to a target sound with Adam.
+
+The patch's build(g) creates dgen.Parameter(g, value, name=..., min=..., max=...) objects and
+returns the signal node to fit. The loss is g.multi_spectral_loss(signal, target) plus
+MSE_WEIGHT * mse(signal, target), averaged over the target's frames; the target enters as the
+input channel after the patch's own inputs. Writes DIR/params.json (fitted values), DIR/result.wav
+(the fitted patch rendered) and DIR/loss.png (loss and parameters per step)."""
+
+
 def _common(p, sample_rate=True):
     p.add_argument("patch", help="a Python file defining build(g)")
     if sample_rate:
@@ -182,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"dgen {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("render", help="render a patch to a WAV file", description=cmd_render_doc)
+    p = sub.add_parser("render", help="render a patch to a WAV file", description=RENDER_DOC)
     _common(p)
     p.add_argument("-o", "--output", required=True, help="the WAV file to write (one channel per output)")
     p.add_argument("--seconds", type=float, default=None, help="length (default: the input's, else 2 s)")
@@ -220,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train", help="fit a patch's parameters to a target sound",
-                       description=cmd_train_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=TRAIN_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p, sample_rate=False)
     p.add_argument("--target", required=True, help="the audio file to fit (its first channel)")
     p.add_argument("--input", default=None, help="audio fed to the patch's g.input(i) (e.g. a dry signal)")
@@ -234,18 +246,6 @@ def build_parser() -> argparse.ArgumentParser:
     _progress(p)
     p.set_defaults(func=cmd_train)
     return ap
-
-
-cmd_render_doc = """Render a patch to a WAV file. The patch's build(g) adds outputs (or returns nodes);
-output channel i becomes WAV channel i. With --input, g.input(i) reads channel i of the file."""
-
-cmd_train_doc = """Fit the parameters of a patch to a target sound with Adam.
-
-The patch's build(g) creates dgen.Parameter(g, value, name=..., min=..., max=...) objects and
-returns the signal node to fit. The loss is g.multi_spectral_loss(signal, target) plus
-MSE_WEIGHT * mse(signal, target), averaged over the target's frames; the target enters as the
-input channel after the patch's own inputs. Writes DIR/params.json (fitted values), DIR/result.wav
-(the fitted patch rendered) and DIR/loss.png (loss and parameters per step)."""
 
 
 def main(argv=None) -> int:

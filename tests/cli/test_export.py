@@ -77,7 +77,6 @@ def test_export_library_matches_prog_run(tmp_path):
     out = tmp_path / "lib"
     assert cli.main(["export", str(path), "-o", str(out), "--name", "fx"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["Makefile", "fx.c", "fx.h", "host.c"]
-    assert "import" not in (out / "fx.c").read_text().lower().replace("#include", "")
     (out / "driver.c").write_text(DRIVER)
     _cc("-o", "driver", "driver.c", "fx.c", cwd=out)
     n = 9000
