@@ -146,7 +146,7 @@ class _StageWriter:
 
     def __init__(self, renderer, graph, layout, stage, reverse):
         self.r, self.g, self.layout, self.st, self.reverse = renderer, graph, layout, stage, reverse
-        self.outs = {s.node for s in stage.slots if s.kind == "out"}
+        self.outs = {s.node for s in stage.slots if stage.written(s)}
 
     def kernels(self) -> tuple[list[str], tuple[CudaLaunch, ...]]:
         code, launches = [], []
