@@ -212,27 +212,26 @@ class _StageWriter:
         return sorted(self.st.buffered | self.outs | self.results | self.ins)
 
     # ------------------------------------------------------------------ the function
-    def function(self) -> list[str]:
+    def function(self) -> str:
         st, L = self.st, []
         L.append(self.r.signature.format(name=st.name) + " {")
         L.append("    DGEN_FTZ_BEGIN")
         L.append("    {")
         L += [f"    float *const e{k} = ext[{k}]; /* {s.kind} {s.key} */" for k, s in enumerate(st.slots)]
         L.append("    (void)mem; (void)ext;")
-        if self.lanes:
+        body = self.state_loads() + self.tile_loop() + self.state_stores()
+        if self.lanes:  # one pass over all frames per group of DGEN_W instances
             L += [f"    vf b{n}[DGEN_TILE];" for n in self.tile_buffers()]
             L.append("    const size_t stride = (size_t)groups * DGEN_W;")
             L.append("    for (int g = 0; g < groups; g++) {")
-            L.append("    const size_t gw = (size_t)g * DGEN_W;")
-            L.append("    (void)stride; (void)gw; (void)ostride;")
+            L.append("        const size_t gw = (size_t)g * DGEN_W;")
+            L.append("        (void)stride; (void)gw; (void)ostride;")
+            L += ["    " + line for line in body]
+            L.append("    }")
         else:
             L += [f"    float b{n}[DGEN_TILE] DGEN_ALIGNED = {{0}};" for n in self.tile_buffers()]
             L.append("    (void)groups; (void)ostride;")
-        L += self.state_loads()
-        L += self.tile_loop()
-        L += self.state_stores()
-        if self.lanes:
-            L.append("    }")
+            L += body
         L += ["    }", "    DGEN_FTZ_END", "}", ""]
         return "\n".join(L)
 

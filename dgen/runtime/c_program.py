@@ -258,18 +258,17 @@ _KERNEL_OPTIONS = ("tile", "flags", "width", "mvec")
 def c_program(graph, frame_count=4096, backwards=False, instances=1, **options):
     """`dgen.compile(..., backend="c")`. Options: tile (frames per tile), width (SIMD lanes,
     DGEN_W), mvec (use libmvec: default where available), flags (replace the compiler flags),
-    keep (node ids whose values `execute_values` returns), dtype (float32 only)."""
+    dtype (float32 only). phasor, accum and latch are always expanded (`expand` is ignored)."""
     from ..pipeline import plan
 
     kopts = {k: options.pop(k) for k in _KERNEL_OPTIONS if k in options}
-    keep = options.pop("keep", ())
     dtype = np.dtype(options.pop("dtype", F32))
     options.pop("expand", None)  # the C backend always expands phasor/accum/latch
     if dtype != F32:
         raise ValueError(f"the C backend computes in float32; dtype={dtype} is not supported")
     if options:
         raise TypeError(f"unknown option(s) for the C backend: {sorted(options)}")
-    forward = CProgram(plan(graph, expand=True), frame_count, instances, keep=keep, **kopts)
+    forward = CProgram(plan(graph, expand=True), frame_count, instances, **kopts)
     if not backwards:
         return forward
     try:
