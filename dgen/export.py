@@ -151,7 +151,7 @@ def _stage_calls(info, p, csrc) -> tuple[list[str], int]:
                 raise GraphError(f"export: stage {st.name} reads a {s.kind} signal; only forward graphs export")
         ptrs = ptrs or ["0"]
         lines.append(f"        {{ float *ext[{len(ptrs)}] = {{{', '.join(ptrs)}}};")
-        lines.append(f"          {st.name}(s->mem, ext, n, 1, 0); }}")
+        lines.append(f"          {st.name}(s->mem, ext, n, 1, 0, 0); }}")
     return lines, len(scratch)
 
 

@@ -10,9 +10,11 @@ Two lane models (docs/c_backend.md):
   (frames, groups*W) and memory is (cells, groups*W), instance-minor.
 
 Every stage function has the signature
-    void dgen_stageK(float *mem, float *const *ext, int frames, int groups, long ostride)
-and flushes denormals while it runs. `ostride` is the row length of the instance-major
-result array that output nodes write into when instances are in lanes.
+    void dgen_stageK(float *mem, float *const *ext, int frames, int groups, long istride,
+                     long ostride)
+and flushes denormals while it runs. With instances in lanes, graph inputs are read from and
+output nodes written to instance-major arrays (the user's (B, channels, frames) layout):
+`istride` / `ostride` are their row lengths, and tiles are transposed on the way.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..analysis import SEQUENTIAL
 from .cstyle import SOURCES, CStyleRenderer, Step, float_literal, split_stages
@@ -27,120 +30,9 @@ from .prelude import PRELUDE
 
 FRAMES_TILE = 256  # frames per tile, one instance
 LANES_TILE = 64  # frames per tile with instances in lanes (each frame is DGEN_W floats)
+STAGES_MARK = "/* ---- stage functions ---------------------------------------------------- */"
 
-SUPPORT = r"""
-/* ---- dgen kernel support ------------------------------------------------ */
-#ifndef DGEN_ALIGNED
-#define DGEN_ALIGNED __attribute__((aligned(64)))
-#endif
-
-/* ops.md memory index: j = floor(x) wrapped into [0, size); a non-finite x gives 0.
-   Integer arithmetic where it is exact, fmod in double beyond int range. */
-static inline int dgen_wrap(float x, int size) {
-    float f = floorf(x);
-    if (f >= 0.0f && f < 2147483648.0f) {
-        int j = (int)f;
-        return j < size ? j : j % size;
-    }
-    if (f < 0.0f && f >= -2147483648.0f) {
-        int j = (int)((long long)f % size);
-        return j < 0 ? j + size : 0;
-    }
-    if (!isfinite(f)) return 0;
-    double r = fmod((double)f, (double)size);
-    return (int)(r < 0.0 ? r + size : r);
-}
-static inline float sf_mread(const float *base, float x, int size) { return base[dgen_wrap(x, size)]; }
-static inline void sf_mwrite(float *base, float x, int size, float v) { base[dgen_wrap(x, size)] = v; }
-static inline void sf_maccum(float *base, float x, int size, float v) { base[dgen_wrap(x, size)] += v; }
-static inline float sf_mtake(float *base, float x, int size) {
-    float *q = base + dgen_wrap(x, size);
-    float v = *q;
-    *q = 0.0f;
-    return v;
-}
-/* lanes: slot j of lane l lives at base[j * stride + l] */
-static inline vf vf_mread(const float *base, vf x, int size, size_t stride) {
-    vf r;
-    for (int l = 0; l < DGEN_W; l++) r[l] = base[(size_t)dgen_wrap(x[l], size) * stride + l];
-    return r;
-}
-static inline void vf_mwrite(float *base, vf x, int size, size_t stride, vf v) {
-    for (int l = 0; l < DGEN_W; l++) base[(size_t)dgen_wrap(x[l], size) * stride + l] = v[l];
-}
-static inline void vf_maccum(float *base, vf x, int size, size_t stride, vf v) {
-    for (int l = 0; l < DGEN_W; l++) base[(size_t)dgen_wrap(x[l], size) * stride + l] += v[l];
-}
-static inline vf vf_mtake(float *base, vf x, int size, size_t stride) {
-    vf r;
-    for (int l = 0; l < DGEN_W; l++) {
-        float *q = base + (size_t)dgen_wrap(x[l], size) * stride + l;
-        r[l] = *q;
-        *q = 0.0f;
-    }
-    return r;
-}
-/* a tile of len frames x DGEN_W lanes -> DGEN_W rows (`row` floats apart) of an
-   instance-major array: W x W blocks transposed in registers where the ISA makes it cheap */
-#if defined(__AVX512F__) && DGEN_W == 16
-static inline void dgen_transpose_block_(float *dst, size_t row, const vf *src) {
-    __m512 r[16], t[16];
-    for (int k = 0; k < 16; k++) r[k] = (__m512)src[k];
-    for (int k = 0; k < 8; k++) {
-        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-    }
-    for (int k = 0; k < 4; k++) {
-        __m512d a = (__m512d)t[4 * k], b = (__m512d)t[4 * k + 1], c = (__m512d)t[4 * k + 2];
-        __m512d d = (__m512d)t[4 * k + 3];
-        r[4 * k] = (__m512)_mm512_unpacklo_pd(a, c);
-        r[4 * k + 1] = (__m512)_mm512_unpackhi_pd(a, c);
-        r[4 * k + 2] = (__m512)_mm512_unpacklo_pd(b, d);
-        r[4 * k + 3] = (__m512)_mm512_unpackhi_pd(b, d);
-    }
-    for (int k = 0; k < 2; k++)
-        for (int j = 0; j < 4; j++) {
-            t[8 * k + j] = _mm512_shuffle_f32x4(r[8 * k + j], r[8 * k + 4 + j], 0x88);
-            t[8 * k + 4 + j] = _mm512_shuffle_f32x4(r[8 * k + j], r[8 * k + 4 + j], 0xdd);
-        }
-    for (int j = 0; j < 8; j++) {
-        _mm512_storeu_ps(dst + j * row, _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88));
-        _mm512_storeu_ps(dst + (8 + j) * row, _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd));
-    }
-}
-#define DGEN_TRANSPOSE_BLOCK_ 1
-#elif defined(__AVX__) && DGEN_W == 8
-static inline void dgen_transpose_block_(float *dst, size_t row, const vf *src) {
-    __m256 r[8], t[8];
-    for (int k = 0; k < 8; k++) r[k] = (__m256)src[k];
-    for (int k = 0; k < 4; k++) {
-        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-    }
-    for (int k = 0; k < 2; k++) {
-        r[4 * k] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
-        r[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0xee);
-        r[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
-        r[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xee);
-    }
-    for (int j = 0; j < 4; j++) {
-        _mm256_storeu_ps(dst + j * row, _mm256_permute2f128_ps(r[j], r[4 + j], 0x20));
-        _mm256_storeu_ps(dst + (4 + j) * row, _mm256_permute2f128_ps(r[j], r[4 + j], 0x31));
-    }
-}
-#define DGEN_TRANSPOSE_BLOCK_ 1
-#endif
-static inline void dgen_transpose_out(float *dst, size_t row, const vf *src, int len) {
-    int i = 0;
-#ifdef DGEN_TRANSPOSE_BLOCK_
-    for (; i + DGEN_W <= len; i += DGEN_W) dgen_transpose_block_(dst + i, row, src + i);
-#endif
-    for (int l = 0; l < DGEN_W; l++)
-        for (int k = i; k < len; k++) dst[l * row + k] = src[k][l];
-}
-int dgen_width(void);
-int dgen_width(void) { return DGEN_W; }
-"""
+SUPPORT = (Path(__file__).with_name("support.h")).read_text()
 
 
 @dataclass(frozen=True)
@@ -161,7 +53,7 @@ class CSource:
 class CRenderer(CStyleRenderer):
     name = "C"
     signature = ("void {name}(float *restrict mem, float *const *restrict ext, int frames, int groups, "
-                 "long ostride)")
+                 "long istride, long ostride)")
 
     def render(self, graph, schedule, layout, reverse=False, keep=(), lanes=False, tile=None) -> CSource:
         self.check(graph)
@@ -172,9 +64,8 @@ class CRenderer(CStyleRenderer):
         head = [f"/* generated by dgen: {len(graph)} nodes, {len(steps)} step(s), "
                 f"{'instances in lanes' if lanes else 'frames in lanes'}"
                 f"{', frames reversed' if reverse else ''} */",
-                PRELUDE, SUPPORT,
-                f"#define DGEN_TILE {tile if lanes else f'(({tile} + DGEN_W - 1) / DGEN_W * DGEN_W)'}"]
-        funcs = [_StageWriter(self, graph, layout, s.stage, lanes, reverse).function()
+                PRELUDE, SUPPORT, STAGES_MARK]
+        funcs = [_StageWriter(self, graph, layout, s.stage, lanes, reverse, tile).function()
                  for s in steps if s.kind == "stage"]
         return CSource("\n".join(head + funcs) + "\n", steps, lanes, reverse, tile)
 
@@ -193,13 +84,20 @@ def _comment(op) -> str:
 class _StageWriter:
     """Writes one stage function (see the module docstring for the two lane models)."""
 
-    def __init__(self, renderer, graph, layout, stage, lanes, reverse):
+    def __init__(self, renderer, graph, layout, stage, lanes, reverse, tile):
         self.r, self.g, self.layout, self.st = renderer, graph, layout, stage
-        self.lanes, self.reverse = lanes, reverse
+        self.lanes, self.reverse, self.tile = lanes, reverse, tile
         self.slot_of = stage.slot_of()
         self.outs = {s.node for s in stage.slots if s.kind == "out"}
         self.results = {s.node for s in stage.slots if s.kind == "output"}
         self.ins = {s.node for s in stage.slots if not stage.written(s)}
+        self.inputs = {s.node for s in stage.slots if s.kind == "input"}  # instance-major in lanes
+        # uniforms of constants only: one float per call even with instances in lanes
+        per_instance = set(stage.params)
+        for n in stage.uniforms:
+            if any(i in per_instance for i in graph.nodes[n].inputs):
+                per_instance.add(n)
+        self.scalar = {n for n in stage.uniforms if n not in per_instance}
 
     # ------------------------------------------------------------------ addressing
     def cell_addr(self, cell_id: int) -> str:
@@ -208,7 +106,7 @@ class _StageWriter:
 
     def tile_buffers(self) -> list[int]:
         if self.lanes:
-            return sorted(self.st.buffered | self.results)
+            return sorted(self.st.buffered | self.results | self.inputs)
         return sorted(self.st.buffered | self.outs | self.results | self.ins)
 
     # ------------------------------------------------------------------ the function
@@ -220,17 +118,21 @@ class _StageWriter:
         L += [f"    float *const e{k} = ext[{k}]; /* {s.kind} {s.key} */" for k, s in enumerate(st.slots)]
         L.append("    (void)mem; (void)ext;")
         body = self.state_loads() + self.tile_loop() + self.state_stores()
+        # the requested tile, shrunk so that the tile buffers fit DGEN_TILE_BYTES (stack)
+        sizer = "DGEN_LANES_TILE_" if self.lanes else "DGEN_FRAMES_TILE_"
+        L.append(f"    enum {{ TILE = {sizer}({self.tile}, {max(1, len(self.tile_buffers()))}) }};")
         if self.lanes:  # one pass over all frames per group of DGEN_W instances
-            L += [f"    vf b{n}[DGEN_TILE];" for n in self.tile_buffers()]
+            L += [f"    vf b{n}[TILE];" for n in self.tile_buffers()]
+            L += self.uniforms(lambda n: n in self.scalar)
             L.append("    const size_t stride = (size_t)groups * DGEN_W;")
             L.append("    for (int g = 0; g < groups; g++) {")
             L.append("        const size_t gw = (size_t)g * DGEN_W;")
-            L.append("        (void)stride; (void)gw; (void)ostride;")
+            L.append("        (void)stride; (void)gw; (void)istride; (void)ostride;")
             L += ["    " + line for line in body]
             L.append("    }")
         else:
-            L += [f"    float b{n}[DGEN_TILE] DGEN_ALIGNED = {{0}};" for n in self.tile_buffers()]
-            L.append("    (void)groups; (void)ostride;")
+            L += [f"    float b{n}[TILE] DGEN_ALIGNED = {{0}};" for n in self.tile_buffers()]
+            L.append("    (void)groups; (void)istride; (void)ostride;")
             L += body
         L += ["    }", "    DGEN_FTZ_END", "}", ""]
         return "\n".join(L)
@@ -241,14 +143,20 @@ class _StageWriter:
             at = self.layout.offsets[self.g.nodes[i].op.cell.id]
             src = f"vf_load(mem + (size_t){at} * stride + gw)" if self.lanes else f"mem[{at}]"
             L.append(f"    const {T} p{i} = {src};")
-        for n in self.st.uniforms:
-            nd = self.g.nodes[n]
-            args = [self.ref(i, self.lanes, ()) for i in nd.inputs]
-            L.append(f"    const {T} u{n} = {self.r.pure_expr(nd, 'vf' if self.lanes else 'sf', args)};"
-                     f" /* {_comment(nd.op)} */")
+        L += self.uniforms(lambda n: n not in self.scalar or not self.lanes)
         for c in self.st.cells:
             src = f"vf_load({self.cell_addr(c)})" if self.lanes else f"mem[{self.layout.offsets[c]}]"
             L.append(f"    {T} s{c} = {src};")
+        return L
+
+    def uniforms(self, which) -> list[str]:
+        L = []
+        for n in self.st.uniforms:
+            if which(n):
+                nd, vec = self.g.nodes[n], self.lanes and n not in self.scalar
+                args = [self.ref(i, vec, ()) for i in nd.inputs]
+                T, p = ("vf", "vf") if vec else ("float", "sf")
+                L.append(f"    const {T} u{n} = {self.r.pure_expr(nd, p, args)}; /* {_comment(nd.op)} */")
         return L
 
     def state_stores(self) -> list[str]:
@@ -258,20 +166,24 @@ class _StageWriter:
 
     def tile_loop(self) -> list[str]:
         start = "frames - done - len" if self.reverse else "done"
-        L = ["    for (int done = 0; done < frames; done += DGEN_TILE) {",
-             "        const int len = frames - done < DGEN_TILE ? frames - done : DGEN_TILE;",
+        L = ["    for (int done = 0; done < frames; done += TILE) {",
+             "        const int len = frames - done < TILE ? frames - done : TILE;",
              f"        const int t0 = {start};",
              "        (void)t0;"]
         copy = "memcpy({0}, {1}, (size_t)len * sizeof(float));"
-        if not self.lanes:
-            L += ["        " + copy.format(f"b{s.node}", f"e{k} + t0")
-                  for k, s in enumerate(self.st.slots) if not self.st.written(s)]
+        for k, s in enumerate(self.st.slots):
+            if self.lanes and s.kind == "input":  # instance-major rows -> a tile of vectors
+                rows = f"e{k} + gw * (size_t)istride + t0"
+                L.append(f"        dgen_transpose((float *)b{s.node}, DGEN_W, {rows}, (size_t)istride, DGEN_W, len);")
+            elif not self.lanes and not self.st.written(s):
+                L.append("        " + copy.format(f"b{s.node}", f"e{k} + t0"))
         for k, block in enumerate(self.st.blocks):
             L += self.block(k, block)
         for k, s in enumerate(self.st.slots):
-            if self.lanes and s.kind == "output":  # instance-major result rows
-                row = f"e{k} + gw * (size_t)ostride + t0"
-                L.append(f"        dgen_transpose_out({row}, (size_t)ostride, b{s.node}, len);")
+            if self.lanes and s.kind == "output":  # a tile of vectors -> instance-major rows
+                rows = f"e{k} + gw * (size_t)ostride + t0"
+                L.append(f"        dgen_transpose({rows}, (size_t)ostride, (const float *)b{s.node}, DGEN_W, len, "
+                         "DGEN_W);")
             elif not self.lanes and self.st.written(s):
                 L.append("        " + copy.format(f"e{k} + t0", f"b{s.node}"))
         L.append("    }")
@@ -317,7 +229,7 @@ class _StageWriter:
         """(expression, whether it uses `at`) reading value i from outside this block."""
         i = self.st.alias.get(i, i)
         if self.lanes:
-            if i in self.st.buffered:
+            if i in self.st.buffered or i in self.inputs:
                 return f"b{i}[i]", False
             return f"vf_load(e{self.slot_of[i]} + at)", True
         return (f"vf_load(b{i} + i)" if vec else f"b{i}[i]"), False
@@ -342,7 +254,8 @@ class _StageWriter:
             return f"vf_splat({lit})" if vec else lit
         if i in self.st.invariant:
             name = f"p{i}" if op.name == "param" else f"u{i}"
-            return f"vf_splat({name})" if vec and not self.lanes else name
+            scalar = not self.lanes or i in self.scalar
+            return f"vf_splat({name})" if vec and scalar else name
         return f"v{i}" if i in local else f"x{i}"
 
     def statement(self, nd, vec, args) -> str:

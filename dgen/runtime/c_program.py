@@ -20,7 +20,8 @@ from ..render.c import CSource, render_c
 from . import cc
 
 F32 = np.dtype(np.float32)
-_STAGE_ARGS = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_STAGE_ARGS = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int, ctypes.c_long,
+               ctypes.c_long]
 
 
 @dataclass
@@ -34,19 +35,33 @@ def _round_up(b: int, w: int) -> int:
     return -(-b // w) * w
 
 
+def _covers(v, nbytes: int) -> bool:
+    """Whether the contiguous buffer behind view `v` holds `nbytes` from v's first element."""
+    root = v
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    start, lo = v.__array_interface__["data"][0], root.__array_interface__["data"][0]
+    return root.flags.c_contiguous and lo <= start and start + nbytes <= lo + root.nbytes
+
+
 def _padded_view(v, rows: int, B: int, Bp: int):
     """(rows, Bp) array sharing memory with `v` if v is the [:, :B] view of one, else None."""
     if v.dtype != F32 or v.shape != (rows, B) or (rows > 1 and v.strides[0] != Bp * 4) or v.strides[1] != 4:
         return None
     if B == Bp and v.flags.c_contiguous:
         return v
-    root = v
-    while isinstance(root.base, np.ndarray):
-        root = root.base
-    start, lo = v.__array_interface__["data"][0], root.__array_interface__["data"][0]
-    if root.flags.c_contiguous and lo <= start and start + rows * Bp * 4 <= lo + root.nbytes:
-        return as_strided(v, (rows, Bp), (Bp * 4, 4))
-    return None
+    return as_strided(v, (rows, Bp), (Bp * 4, 4)) if _covers(v, rows * Bp * 4) else None
+
+
+def _instance_major(v, frames: int, B: int, Bp: int):
+    """(array (Bp, frames), row stride) sharing memory with `v` if v, shaped (frames, B), is
+    the transposed view of Bp instance rows (what CProgram.channel_arrays hands out)."""
+    if v.dtype != F32 or v.shape != (frames, B) or B < 2 or v.strides[0] != 4 or v.strides[1] % 4:
+        return None
+    R = v.strides[1] // 4
+    if R < frames or not _covers(v, ((Bp - 1) * R + frames) * 4):
+        return None
+    return as_strided(v, (Bp, frames), (R * 4, 4)), R
 
 
 class CKernel:
@@ -98,9 +113,13 @@ class CKernel:
         B = mem.shape[1] if lanes else 1
         Bp = _round_up(B, built.width) if lanes else 1
         pmem, copied = self._memory(mem, lanes, B, Bp)
-        ins = [self._signal(x, frames, lanes, B, Bp, f"input {c}") for c, x in enumerate(inputs)]
+        if lanes:
+            ins, istride = self._lane_inputs(inputs, frames, B, Bp)
+        else:
+            ins = [self._signal(x, frames, lanes, B, Bp, f"input {c}") for c, x in enumerate(inputs)]
+            istride = frames
         tp = {k: self._signal(v, frames, lanes, B, Bp, f"tape {k}") for k, v in (tape or {}).items()}
-        values = self.run(built, pmem, frames, ins, tp, B, Bp, outputs)
+        values = self.run(built, pmem, frames, ins, tp, B, Bp, outputs, istride)
         if copied:
             mem[...] = pmem[:, :B] if lanes else pmem
         return {k: (v[:, :B] if lanes else v) for k, v in values.items()}
@@ -119,6 +138,20 @@ class CKernel:
         pmem[:, :B] = mem
         return pmem, True
 
+    def _lane_inputs(self, inputs, frames, B, Bp):
+        """Graph inputs as instance-major (Bp, frames) arrays with one common row stride:
+        views when they are CProgram's, else copied into one (Bp, channels, frames) block."""
+        inputs = [np.asarray(x) for x in inputs]
+        views = [_instance_major(x, frames, B, Bp) for x in inputs]
+        if inputs and all(v is not None for v in views) and len({r for _, r in views}) == 1:
+            return [v for v, _ in views], views[0][1]
+        block = np.zeros((Bp, len(inputs), frames), F32)
+        for c, x in enumerate(inputs):
+            if x.shape != (frames, B):
+                raise ValueError(f"input {c} has shape {x.shape}; the kernel runs {(frames, B)}")
+            block[:B, c] = x.T
+        return [block[:, c] for c in range(len(inputs))], len(inputs) * frames
+
     def _signal(self, x, frames, lanes, B, Bp, what):
         x = np.asarray(x)
         want = (frames, B) if lanes else (frames,)
@@ -133,8 +166,9 @@ class CKernel:
         out[:, :B] = x
         return out
 
-    def run(self, built, pmem, frames, ins, tape, B, Bp, outputs=None) -> dict:
-        """Run every step on padded arrays; returns node id -> padded signal."""
+    def run(self, built, pmem, frames, ins, tape, B, Bp, outputs=None, istride=0) -> dict:
+        """Run every step on padded arrays (inputs instance-major with lanes, `istride` apart);
+        returns node id -> padded signal (frames, Bp)."""
         lanes, values = built.csource.lanes, {}
         shape = (frames, Bp) if lanes else (frames,)
         if outputs is None:
@@ -156,7 +190,7 @@ class CKernel:
                     arr = self._source_signal(s.kind, s.key, ins, tape, values, s.node)
                 ptrs[k] = arr.ctypes.data
             built.functions[st.name](pmem.ctypes.data, ptrs, frames, Bp // built.width if lanes else 1,
-                                     outputs.shape[1] * frames)
+                                     istride, outputs.shape[1] * frames)
         for i in self.keep:
             if i not in values:
                 values[i] = self._whole(i, pmem, values, ins, tape, shape, B, lanes, padded=True)
@@ -187,6 +221,8 @@ class CKernel:
         elif name in ("input", "tape"):
             key = nd.op.channel if name == "input" else nd.op.ref_id
             v = self._source_signal(name, key, ins, tape, values, i)
+            if name == "input" and lanes:
+                v = v.T  # instance-major rows -> (frames, Bp)
         else:
             raise RuntimeError(f"node {i} ({name}) has no whole-signal value in the C kernel (a dgen bug)")
         return v if padded or not lanes else v[:, :B]
@@ -230,13 +266,16 @@ class CProgram(Program):
         return self.mem[:, 0] if not self.lanes else self.mem
 
     def channel_arrays(self, x):
-        """(B, C, N) user inputs -> per channel (N,) or views (N, B) of padded (N, Bp) arrays."""
+        """(B, C, N) user inputs -> per channel (N,), or (N, B) transposed views of the
+        (Bp, C, N) instance-major block that the kernel reads in place."""
         if not self.lanes:
             return [x[0, c] for c in range(x.shape[1])]
         B, C, N = x.shape
-        padded = np.zeros((C, N, self.padded_instances), F32)
-        padded[:, :, :B] = x.transpose(1, 2, 0)
-        return [padded[c, :, :B] for c in range(C)]
+        if B != self.padded_instances:
+            padded = np.zeros((self.padded_instances, C, N), F32)
+            padded[:B] = x
+            x = padded
+        return [x[:B, c].T for c in range(C)]
 
     def execute_values(self, x, frames, tape=None, outputs=None) -> dict:
         return self.kernel.execute(self.mem_view(), frames, self.channel_arrays(x), tape, outputs)

@@ -39,6 +39,20 @@ class CompileError(DgenError, RuntimeError):
 class Compiler:
     command: tuple[str, ...]  # e.g. ("gcc",) or ("ccache", "clang")
     identity: str  # what the cache key needs to know about it
+    family: str = "other"  # "gcc" or "clang" (from the resolved executable names): flags differ
+
+
+# Per compiler family. GCC: generated loops are vectorised by hand (vf types), and GCC's loop
+# vectoriser spends seconds trying again on loops over frames of vectors (instances in
+# lanes) for no gain, so it is off (the SLP vectoriser, which builds vf_splat, stays on).
+FAMILY_FLAGS = {"gcc": ("-fno-tree-loop-vectorize",), "clang": (), "other": ()}
+
+
+def _family(argv) -> str:
+    names = [os.path.basename(os.path.realpath(shutil.which(a) or a)) for a in argv]
+    if any("clang" in n for n in names):
+        return "clang"
+    return "gcc" if any("gcc" in n for n in names) else "other"
 
 
 _lock = threading.Lock()
@@ -57,7 +71,7 @@ def find_compiler() -> Compiler:
             if path:
                 st = os.stat(os.path.realpath(path))
                 ident = f"{' '.join(argv)}|{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{_cpu()}"
-                _compiler = Compiler((path, *argv[1:]), ident)
+                _compiler = Compiler((path, *argv[1:]), ident, _family(argv))
                 break
         else:
             tried = f"$CC={env!r}" if env else "cc, gcc, clang"
@@ -81,7 +95,7 @@ def _cpu() -> str:
 
 def default_flags(mvec: bool | None = None, defines: dict | None = None) -> tuple[str, ...]:
     mvec = mvec_available() if mvec is None else mvec
-    flags = list(BASE_FLAGS)
+    flags = list(BASE_FLAGS) + list(FAMILY_FLAGS[find_compiler().family])
     flags += [f"-D{k}={v}" for k, v in sorted((defines or {}).items())]
     if mvec:
         flags.append("-DDGEN_USE_MVEC")

@@ -19,7 +19,7 @@ import dgen
 from dgen import Op
 from dgen.errors import BackendUnavailable
 from dgen.pipeline import plan
-from dgen.render.c import render_c
+from dgen.render.c import STAGES_MARK, render_c
 from dgen.runtime import cc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +60,8 @@ def kernels():
 def test_generated_code_is_warning_free(mvec, tmp_path):
     parts = []
     for k, (name, src, _) in enumerate(kernels()):
-        text = src.source if k == 0 else src.source[src.source.index("#define DGEN_TILE"):]
-        parts.append(("#undef DGEN_TILE\n" if k else "") + text.replace("dgen_stage", f"{name}_stage")
+        text = src.source if k == 0 else src.source[src.source.index(STAGES_MARK):]
+        parts.append(text.replace("dgen_stage", f"{name}_stage")
                      .replace("int dgen_width(void)", f"int {name}_width(void)"))
     flags = [f for f in cc.default_flags(mvec=mvec) if f != "-DDGEN_USE_MVEC" or mvec]
     cc.build("\n".join(parts), tmp_path / "k.so", flags, extra=["-Wall", "-Wextra", "-Werror"])
@@ -95,8 +95,9 @@ def harness(src, mem_size, instances, chunks=(1, 7, 257, 1000)):
     lines.append("            ext[k] = malloc((size_t)frames * width * sizeof(float));")
     lines.append("            for (size_t j = 0; j < (size_t)frames * width; j++) ext[k][j] = rnd_();")
     lines.append("        }")
-    # each output slot is its own (width, frames) array: instance rows `frames` floats apart
-    lines.append(f"        {stage.name}(mem, ext, frames, groups, (long)frames);")
+    # every slot is its own array of frames x width floats; instance-major input and output
+    # slots (instances in lanes) have rows `frames` floats apart
+    lines.append(f"        {stage.name}(mem, ext, frames, groups, (long)frames, (long)frames);")
     outs = [k for k, s in enumerate(stage.slots) if stage.written(s)]
     lines.append(f"        const int outs[] = {{{', '.join(map(str, outs or [0]))}}};")
     lines.append(f"        for (int o = 0; o < {len(outs)}; o++)")

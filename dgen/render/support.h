@@ -1,0 +1,130 @@
+/* dgen kernel support: what generated stage functions call besides prelude.h.
+ * Embedded textually after the prelude (render/c.py). */
+#ifndef DGEN_ALIGNED
+#define DGEN_ALIGNED __attribute__((aligned(64)))
+#endif
+/* Tile buffers live on the stack: a stage shrinks its tile so that they take at most this
+   many bytes (safe on small thread stacks; L2-sized). Frames tiles stay multiples of W. */
+#ifndef DGEN_TILE_BYTES
+#define DGEN_TILE_BYTES (128 * 1024)
+#endif
+#define DGEN_MIN_(a, b) ((a) < (b) ? (a) : (b))
+#define DGEN_MAX_(a, b) ((a) > (b) ? (a) : (b))
+#define DGEN_FRAMES_TILE_(want, nbuf) \
+    ((DGEN_MIN_(want, DGEN_MAX_(DGEN_W, DGEN_TILE_BYTES / (4 * (nbuf)))) + DGEN_W - 1) / DGEN_W * DGEN_W)
+#define DGEN_LANES_TILE_(want, nbuf) DGEN_MIN_(want, DGEN_MAX_(1, DGEN_TILE_BYTES / (4 * DGEN_W * (nbuf))))
+
+/* ops.md memory index: j = floor(x) wrapped into [0, size); a non-finite x gives 0.
+   Integer arithmetic where it is exact, fmod in double beyond int range. */
+static inline int dgen_wrap(float x, int size) {
+    float f = floorf(x);
+    if (f >= 0.0f && f < 2147483648.0f) {
+        int j = (int)f;
+        return j < size ? j : j % size;
+    }
+    if (f < 0.0f && f >= -2147483648.0f) {
+        int j = (int)((long long)f % size);
+        return j < 0 ? j + size : 0;
+    }
+    if (!isfinite(f)) return 0;
+    double r = fmod((double)f, (double)size);
+    return (int)(r < 0.0 ? r + size : r);
+}
+static inline float sf_mread(const float *base, float x, int size) { return base[dgen_wrap(x, size)]; }
+static inline void sf_mwrite(float *base, float x, int size, float v) { base[dgen_wrap(x, size)] = v; }
+static inline void sf_maccum(float *base, float x, int size, float v) { base[dgen_wrap(x, size)] += v; }
+static inline float sf_mtake(float *base, float x, int size) {
+    float *q = base + dgen_wrap(x, size);
+    float v = *q;
+    *q = 0.0f;
+    return v;
+}
+/* lanes: slot j of lane l lives at base[j * stride + l] */
+static inline vf vf_mread(const float *base, vf x, int size, size_t stride) {
+    vf r;
+    for (int l = 0; l < DGEN_W; l++) r[l] = base[(size_t)dgen_wrap(x[l], size) * stride + l];
+    return r;
+}
+static inline void vf_mwrite(float *base, vf x, int size, size_t stride, vf v) {
+    for (int l = 0; l < DGEN_W; l++) base[(size_t)dgen_wrap(x[l], size) * stride + l] = v[l];
+}
+static inline void vf_maccum(float *base, vf x, int size, size_t stride, vf v) {
+    for (int l = 0; l < DGEN_W; l++) base[(size_t)dgen_wrap(x[l], size) * stride + l] += v[l];
+}
+static inline vf vf_mtake(float *base, vf x, int size, size_t stride) {
+    vf r;
+    for (int l = 0; l < DGEN_W; l++) {
+        float *q = base + (size_t)dgen_wrap(x[l], size) * stride + l;
+        r[l] = *q;
+        *q = 0.0f;
+    }
+    return r;
+}
+/* dst[c * drow + r] = src[r * srow + c] for r < rows, c < cols: a tile of frames x lanes
+   to instance-major rows (outputs) and back (inputs), W x W blocks transposed in registers
+   where the ISA makes it cheap.  (GCC and Clang let float lvalues access vf memory.) */
+#if defined(__AVX512F__) && DGEN_W == 16
+static inline void dgen_tblock_(float *dst, size_t drow, const float *src, size_t srow) {
+    __m512 r[16], t[16];
+    for (int k = 0; k < 16; k++) r[k] = _mm512_loadu_ps(src + k * srow);
+    for (int k = 0; k < 8; k++) {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 4; k++) {
+        __m512d a = (__m512d)t[4 * k], b = (__m512d)t[4 * k + 1], c = (__m512d)t[4 * k + 2];
+        __m512d d = (__m512d)t[4 * k + 3];
+        r[4 * k] = (__m512)_mm512_unpacklo_pd(a, c);
+        r[4 * k + 1] = (__m512)_mm512_unpackhi_pd(a, c);
+        r[4 * k + 2] = (__m512)_mm512_unpacklo_pd(b, d);
+        r[4 * k + 3] = (__m512)_mm512_unpackhi_pd(b, d);
+    }
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 4; j++) {
+            t[8 * k + j] = _mm512_shuffle_f32x4(r[8 * k + j], r[8 * k + 4 + j], 0x88);
+            t[8 * k + 4 + j] = _mm512_shuffle_f32x4(r[8 * k + j], r[8 * k + 4 + j], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        _mm512_storeu_ps(dst + j * drow, _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88));
+        _mm512_storeu_ps(dst + (8 + j) * drow, _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd));
+    }
+}
+#define DGEN_TBLOCK_ 1
+#elif defined(__AVX__) && DGEN_W == 8
+static inline void dgen_tblock_(float *dst, size_t drow, const float *src, size_t srow) {
+    __m256 r[8], t[8];
+    for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(src + k * srow);
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        r[4 * k] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+        r[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0xee);
+        r[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+        r[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xee);
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm256_storeu_ps(dst + j * drow, _mm256_permute2f128_ps(r[j], r[4 + j], 0x20));
+        _mm256_storeu_ps(dst + (4 + j) * drow, _mm256_permute2f128_ps(r[j], r[4 + j], 0x31));
+    }
+}
+#define DGEN_TBLOCK_ 1
+#endif
+/* not inlined: one call per tile and slot, and one copy of the code */
+__attribute__((noinline, unused)) static void dgen_transpose(float *dst, size_t drow, const float *src, size_t srow, int rows, int cols) {
+    int r0 = 0;
+#ifdef DGEN_TBLOCK_
+    for (; r0 + DGEN_W <= rows; r0 += DGEN_W) {
+        int c0 = 0;
+        for (; c0 + DGEN_W <= cols; c0 += DGEN_W)
+            dgen_tblock_(dst + (size_t)c0 * drow + r0, drow, src + (size_t)r0 * srow + c0, srow);
+        for (int r = r0; r < r0 + DGEN_W; r++)
+            for (int c = c0; c < cols; c++) dst[(size_t)c * drow + r] = src[(size_t)r * srow + c];
+    }
+#endif
+    for (int r = r0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)c * drow + r] = src[(size_t)r * srow + c];
+}
+int dgen_width(void);
+int dgen_width(void) { return DGEN_W; }
