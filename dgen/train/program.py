@@ -82,6 +82,9 @@ class TrainingProgram:
         if loss.graph is not self.graph and self.user_graph is not None and loss.graph is not self.user_graph:
             raise errors.ForeignNodeError(f"the loss, node {loss.id} ({loss.op.name}), belongs to another graph "
                                           "than the program's")
+        if loss.graph is not self.graph and loss.id not in self.plan.node_map:
+            raise errors.GraphError(f"the loss, node {loss.id} ({loss.op.name}), was added to the graph after it was "
+                                    "compiled; build the loss first, then compile")
         fid = loss.id if loss.graph is self.graph else self.plan.node_map[loss.id]
         scale = 1.0 / self.frame_count
         return self._adjoint(("loss", fid), {fid: lambda g: g.constant(scale)}, (fid,))

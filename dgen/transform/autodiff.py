@@ -42,6 +42,7 @@ class _Builder:
         self.cell_map: dict[int, object] = {}  # forward cell -> adjoint cell
         self.last_memory_op: dict[int, int] = {}
         self.read_adjoints: dict[int, list] = {}  # forward history cell -> adjoints of its reads
+        self.input_adjoints: dict[int, list] = {}  # forward input channel -> adjoints of its reads
 
     def value(self, i):
         """The forward value of node i, as a backward-graph node."""
@@ -106,6 +107,11 @@ def differentiate(fwd: Graph, seeds: dict, forward_order) -> Adjoint:
         for p in parts[1:]:
             total = total + p
         b.g.n(Op.history_write(b.adjoint_cell(fwd.cells[cell_id])), total)
+    for ch, parts in sorted(b.input_adjoints.items()):
+        total = parts[0]
+        for p in parts[1:]:
+            total = total + p
+        b.g.n(Op.output(ch), total)
     graph, _ = prune_dead(b.g)  # e.g. the gradient of a loss w.r.t. a constant target
     tape_ids = sorted(nd.op.ref_id for nd in graph.nodes if nd.op.name == "tape")
     return Adjoint(graph, tuple(tape_ids), grad_cells, input_grads)
@@ -143,10 +149,9 @@ def _propagate(b, nd, a, grad_cells, input_grads):
         cell = b.g.alloc()
         grad_cells[op.cell.id] = cell
         b.g.n(Op.grad_accum(cell), a)
-    elif name == "input":
-        ch = op.channel
-        input_grads[ch] = ch
-        b.g.n(Op.output(ch), a)
+    elif name == "input":  # summed per channel below: a channel may be read by several input nodes
+        input_grads[op.channel] = op.channel
+        b.input_adjoints.setdefault(op.channel, []).append(a)
     elif name == "history_write":
         carried = b.g.n(Op.history_read(b.adjoint_cell(op.cell)))
         b.add(nd.inputs[0], _plus(a, carried))
