@@ -33,9 +33,13 @@ def _seq_edges(graph, node):
     xs = node.inputs
     for before, after in zip(xs, xs[1:]):
         done_first = ancestors(graph, before)
+        # only effects on the same cells are ordered: ordering other cells' nodes too would
+        # make false loops (delays whose times come from other delays)
+        cells = {graph.nodes[m].op.cell.id for m in done_first if graph.nodes[m].op.kind == STATE}
         for m in ancestors(graph, after) - done_first:
+            op = graph.nodes[m].op
             # a history_read always sees the previous frame: no seq can move it after a write
-            if graph.nodes[m].op.kind == STATE and graph.nodes[m].op.name != "history_read":
+            if op.kind == STATE and op.name != "history_read" and op.cell.id in cells:
                 yield before, m
 
 

@@ -158,3 +158,18 @@ def test_reset_restores_initial_state():
     prog.reset()
     np.testing.assert_array_equal(prog.run(), first)
     np.testing.assert_array_equal(first[0, 0], [1.25, 2.25, 3.25, 4.25, 5.25])
+
+
+def test_delays_timed_by_other_delays():
+    """Delay times computed from other delays' outputs: a valid graph (it once failed as a
+    false algebraic loop through seq ordering edges between unrelated cells)."""
+    g = dgen.Graph()
+    x = g.input(0)
+    ya = g.delay(x, 2.0, 8)
+    yb = g.delay(x, g.n(Op.abs, ya) * 4.0, 8)
+    g.output(0, g.delay(ya, g.n(Op.abs, yb) * 4.0, 8))
+    c, ref = programs(g, frame_count=N)
+    x = np.random.default_rng(9).standard_normal(N).astype(np.float32)[None]
+    out = stream(c, x)
+    assert_close(out, stream(ref, x), what="chained delays", **EXACT)
+    assert np.abs(out).max() > 0.1
