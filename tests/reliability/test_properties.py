@@ -51,8 +51,8 @@ def examples(ci: int, long: int):
     return settings(PROFILE, max_examples=long if LONG else ci)
 
 
-ATOL, RTOL = 1e-5, 1e-5  # C vs float32 reference, relative to the output's scale (observed: <= 3e-7)
-GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-9
+ATOL, RTOL = 3e-5, 3e-5  # C vs float32 reference, relative to the output's scale (observed: <= 3.7e-6)
+GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-8  # vs central FD (h = 1e-6); GRAD_ATOL is relative to max(1, loss)
 MAX_STEPS = 50
 SR = 44100.0
 
@@ -403,7 +403,7 @@ def assert_close_scaled(c, r, what, **info):
 
 # ------------------------------------------------------------------ 1 + 2: C vs reference, streaming
 @requires_cc
-@examples(ci=30, long=500)
+@examples(ci=30, long=1000)
 @given(st.data())
 def test_c_matches_float32_reference_and_streams(data):
     steps = data.draw(st.integers(1, MAX_STEPS), label="steps")
@@ -474,9 +474,11 @@ def test_gradients_match_finite_differences(data):
     for p in params:
         ad = float(grads[p][0])
         fd = finite_difference(fwd, p, x, 1e-6)
-        log(test="grad", nodes=len(g), frames=frames, rel=abs(ad - fd) / max(abs(fd), abs(ad), 1e-300))
+        log(test="grad", nodes=len(g), frames=frames, rel=abs(ad - fd) / max(abs(fd), abs(ad), 1e-300), ad=ad,
+            fd=float(fd), loss=float(value[0]))
         assert math.isfinite(ad), f"{p.name}: gradient {ad}"
-        assert abs(ad - fd) <= GRAD_ATOL + GRAD_RTOL * max(abs(fd), abs(ad), 1e-3 * abs(value[0])), (
+        # FD's own rounding noise is ~1e-16 * loss / h = 1e-10 * loss: below that nothing is measured
+        assert abs(ad - fd) <= GRAD_ATOL * max(1.0, abs(value[0])) + GRAD_RTOL * max(abs(fd), abs(ad)), (
             f"{p.name}: AD {ad!r} vs FD {fd!r} ({len(g)} nodes, {frames} frames)")
 
 
