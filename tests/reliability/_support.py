@@ -4,6 +4,7 @@ environment: compiler, cache directory)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ def _have_cc():
         return False, str(e)
 
 
+@functools.lru_cache(maxsize=1)
 def _have_cuda():
     g = dgen.Graph()
     g.output(0, g.constant(1.0))
