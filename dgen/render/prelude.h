@@ -55,13 +55,13 @@ static inline vi vi_splat(int32_t x) { return (vi){0} + x; }
 static inline vf vf_load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void vf_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
-#define DGEN_SIGN_BITS 0x80000000u
+#define DGEN_SIGN_BITS INT32_MIN /* 0x80000000 */
 #define DGEN_ONE_BITS 0x3f800000 /* 1.0f */
 /* m ? a : b per lane, m a comparison mask (all ones / all zeros).  Vector ?:
    is C++-only in GCC, so select with bits. */
 static inline vf dgen_blend_(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 static inline vf dgen_mask01_(vi m) { return (vf)(m & vi_splat(DGEN_ONE_BITS)); }
-static inline vi dgen_signbit_(vf x) { return (vi)x & vi_splat((int32_t)DGEN_SIGN_BITS); }
+static inline vi dgen_signbit_(vf x) { return (vi)x & vi_splat(DGEN_SIGN_BITS); }
 
 /* ---- denormals: flush to zero inside a kernel --------------------------
    Use as the first and last statements of a block:
@@ -101,7 +101,7 @@ static inline vf vf_abs(vf x) { return (vf)((vi)x & vi_splat(0x7fffffff)); }
 /* -1, 0, +1; sign(+-0) = +0 (as numpy); NaN -> the same NaN */
 static inline vf vf_sign(vf x) {
     vi r = ((x > vf_splat(0.0f)) & vi_splat(DGEN_ONE_BITS))
-         | ((x < vf_splat(0.0f)) & vi_splat((int32_t)(DGEN_SIGN_BITS | DGEN_ONE_BITS)))
+         | ((x < vf_splat(0.0f)) & vi_splat(DGEN_SIGN_BITS | DGEN_ONE_BITS))
          | ((x != x) & (vi)x);
     return (vf)r;
 }

@@ -165,7 +165,10 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path, monkeypatch):
     data = (tmp_path / f"{key}.so").read_bytes()
     assert data.startswith(b"\x7fELF") and len(data) > 1000
     assert (tmp_path / f"{key}.sha256").read_text() == hashlib.sha256(data).hexdigest()
-    (tmp_path / f"{key}.so").write_bytes(data[:100])  # truncated: digest mismatch
+    # truncated: digest mismatch.  A new file, not the loaded one rewritten in place: truncating
+    # a library this process has mapped would fault (SIGBUS) on its next page-in.
+    (tmp_path / f"{key}.so").unlink()
+    (tmp_path / f"{key}.so").write_bytes(data[:100])
     run = child(1, 1, cache=tmp_path)
     assert run.wait(timeout=120) == 0
 

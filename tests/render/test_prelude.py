@@ -51,20 +51,22 @@ def _bool(v):
 
 # name: (arity, float64 reference, bound).  bound "exact": bitwise equal to the reference
 # rounded to float32 (zero signs included); "value": equal as numbers (the +-0 tie of
-# fmin/fmax is unspecified in C); a number: max ulp error of (scalar glibc, libmvec).
+# fmin/fmax is unspecified in C); a pair: max ulp error allowed for (the scalar C library,
+# libmvec).  Measured maxima over all inputs (docs/vector_math.md): 2.17 and 3.97.
+TRANSCENDENTAL = (3, 4)
 FUNCS = {
-    "sin": (1, np.sin, (1, 4)),
-    "cos": (1, np.cos, (1, 4)),
-    "tan": (1, np.tan, (1, 4)),
-    "asin": (1, np.arcsin, (1, 4)),
-    "acos": (1, np.arccos, (1, 4)),
-    "atan": (1, np.arctan, (1, 4)),
-    "exp": (1, np.exp, (1, 4)),
-    "log": (1, np.log, (1, 4)),
-    "log10": (1, np.log10, (1, 4)),
-    "tanh": (1, np.tanh, (1, 4)),
-    "pow": (2, np.power, (1, 4)),
-    "atan2": (2, np.arctan2, (1, 4)),
+    "sin": (1, np.sin, TRANSCENDENTAL),
+    "cos": (1, np.cos, TRANSCENDENTAL),
+    "tan": (1, np.tan, TRANSCENDENTAL),
+    "asin": (1, np.arcsin, TRANSCENDENTAL),
+    "acos": (1, np.arccos, TRANSCENDENTAL),
+    "atan": (1, np.arctan, TRANSCENDENTAL),
+    "exp": (1, np.exp, TRANSCENDENTAL),
+    "log": (1, np.log, TRANSCENDENTAL),
+    "log10": (1, np.log10, TRANSCENDENTAL),
+    "tanh": (1, np.tanh, TRANSCENDENTAL),
+    "pow": (2, np.power, TRANSCENDENTAL),
+    "atan2": (2, np.arctan2, TRANSCENDENTAL),
     "sqrt": (1, np.sqrt, "exact"),
     "fmod": (2, np.fmod, "exact"),
     "floor": (1, np.floor, "exact"),
@@ -88,7 +90,9 @@ CONFIGS = {
     "native-mvec": (["-march=native", "-DDGEN_USE_MVEC"], True),
     "w8-mvec": (["-march=native", "-DDGEN_W=8", "-DDGEN_USE_MVEC"], True),
     "w4-mvec": (["-march=native", "-DDGEN_W=4", "-DDGEN_USE_MVEC"], True),
-    "w32-mvec": (["-march=native", "-DDGEN_W=32", "-DDGEN_USE_MVEC"], True),  # chunked mvec, generic floor
+    # chunked mvec calls and generic floor; -Wno-psabi: GCC notes an ABI change for vectors wider
+    # than the ISA (harmless, all static inline) and only the command line silences it
+    "w32-mvec": (["-march=native", "-DDGEN_W=32", "-DDGEN_USE_MVEC", "-Wno-psabi"], True),
     "baseline": ([], False),  # the compiler's default ISA (SSE2 on x86-64): generic vector code
 }
 
@@ -272,7 +276,7 @@ def check_config(results, inputs, mvec_linked, strict=True):
                                 + _describe(name, inputs, worst, out, ref))
     if strict:
         assert not failures, "\n".join(failures)
-    else:
+    elif failures:
         print("\n".join(failures))
     return table
 
@@ -317,7 +321,7 @@ WARNING_FLAGS = [
     ["-O0", "-DDGEN_USE_MVEC"],
     ["-O3", "-march=native", "-DDGEN_W=8"],
     ["-O3", "-march=native", "-DDGEN_W=4"],
-    ["-O3", "-DDGEN_W=16"],  # wider than the ISA: generic code, no -Wpsabi noise
+    ["-O3", "-DDGEN_W=16", "-Wno-psabi"],  # wider than the ISA: generic code (see w32-mvec)
     ["-O3", "-march=native", "-fsanitize=address,undefined"],
 ]
 
@@ -340,8 +344,18 @@ def test_compiles_warning_free(tmp_path):
             assert rc == 0 and not err, f"{flags}:\n{err}"
 
 
+def _sanitizers_link(tmp_path):
+    src = tmp_path / "probe.c"
+    src.write_text("int main(void) { return 0; }\n")
+    res = subprocess.run([CC, "-fsanitize=address,undefined", str(src), "-o", str(tmp_path / "probe")],
+                         capture_output=True)
+    return res.returncode == 0
+
+
 @pytest.mark.skipif(not MVEC, reason="libmvec needs x86-64 Linux with glibc >= 2.35")
 def test_sanitizers_clean(tmp_path):
+    if not _sanitizers_link(tmp_path):
+        pytest.skip(f"{CC} cannot link -fsanitize=address,undefined (runtime not installed)")
     exe = build(tmp_path, "san", ["-march=native", "-DDGEN_USE_MVEC", "-fsanitize=address,undefined",
                                   "-fno-sanitize-recover=all"], True)
     small = [a[:4096] for a in make_inputs(scale=0)]
@@ -354,7 +368,7 @@ def test_ftz_macros(tmp_path):
     src.write_text(f'#include "{PRELUDE_H}"\n#include <stdio.h>\n'
                    "volatile float a = 1e-30f, b = 1e-10f; float in[1] = {1e-40f}, out[3];\n"
                    "int main(void) {\n"
-                   "    { DGEN_FTZ_BEGIN out[0] = a * b; out[1] = in[0] * 1.0f; DGEN_FTZ_END }\n"
+                   "    { DGEN_FTZ_BEGIN out[0] = a * b; out[1] = in[0] * 2.0f; DGEN_FTZ_END }\n"
                    "    out[2] = a * b;\n"
                    '    printf("%a %a %a\\n", out[0], out[1], out[2]);\n    return 0;\n}\n')
     exe = tmp_path / "ftz"
