@@ -89,7 +89,10 @@ class TrainingContext:
         from ..progress import progress_bar
 
         loss = None
+        fused = getattr(self.program, "train_steps", None)  # a backend's loop without Python per step
         with progress_bar(total=steps, desc="training", enable=progress) as bar:
+            if fused is not None and callback is None:
+                return fused(self, steps, inputs, bar)
             for _ in range(steps):
                 self.zero_grad()
                 loss = self.forward_backward(inputs)
