@@ -1,14 +1,13 @@
-"""Where a CUDA training step's time goes: each kernel of the forward and backward programs,
-timed with CUDA events (one biquad-fit step at B instances). A diagnostic for bench_cuda.py.
+"""Where a CUDA training step's time goes: each kernel of the forward and backward programs
+and each GPU buffer op (spectral loss), timed with CUDA events, plus the step's wall time
+without the timing syncs. A diagnostic for bench_cuda.py.
 
-    python benchmarks/cuda_step_breakdown.py 16384
+    python benchmarks/cuda_step_breakdown.py seed 1 biquad 16384     # graph B [graph B ...]
 """
 
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -16,41 +15,59 @@ import bench_cuda  # noqa: E402
 import cupy as cp  # noqa: E402
 
 import dgen  # noqa: E402
+from dgen.runtime import cuda_buffer  # noqa: E402
 
 
-def main(B):
-    g, params, loss, x = bench_cuda.biquad_graph(B, True)
-    prog = dgen.compile(g, backend="cuda", frame_count=4096, backwards=True, instances=B)
-    prog.forward_backward(loss, x)  # compile and warm up
-    for kernel_name in ("forward_kernel", "backward_kernel"):
-        k = getattr(prog.gradient(loss), kernel_name)
-        fns = k.build()
-        for name, fn in list(fns.items()):
-            def timed_fn(*a, _fn=fn, _name=name, _k=kernel_name, **kw):
-                start, stop = cp.cuda.Event(), cp.cuda.Event()
-                start.record()
-                _fn(*a, **kw)
-                stop.record()
-                stop.synchronize()
-                print(f"  {_k:16} {_name:18} grid={a[0]} block={a[1]} "
-                      f"{cp.cuda.get_elapsed_time(start, stop):8.3f} ms")
-            fns[name] = timed_fn
-    cp.cuda.Device().synchronize()
-    t0 = time.perf_counter()
-    prog.forward_backward(loss, x)
-    cp.cuda.Device().synchronize()
-    print(f"B={B}: one forward_backward {1e3 * (time.perf_counter() - t0):.2f} ms (with the timing syncs)")
-    for _ in range(2):
+def _timed(fn, label, log):
+    def wrapper(*a, **kw):
+        start, stop = cp.cuda.Event(), cp.cuda.Event()
+        start.record()
+        out = fn(*a, **kw)
+        stop.record()
+        stop.synchronize()
+        log.append((label, cp.cuda.get_elapsed_time(start, stop)))
+        return out
+
+    return wrapper
+
+
+def _step_ms(ctx, x, repeats=20):
+    times = []
+    for _ in range(repeats):
+        cp.cuda.Device().synchronize()
         t0 = time.perf_counter()
-        prog.reset()
-        prog.forward._sync_parameters()
-        cp.cuda.Device().synchronize()
-        t1 = time.perf_counter()
-        prog.forward.channel_arrays(np.asarray(x).reshape(B, 1, -1))
-        cp.cuda.Device().synchronize()
-        print(f"  reset+params {1e3 * (t1 - t0):.2f} ms, input upload {1e3 * (time.perf_counter() - t1):.2f} ms")
+        ctx.zero_grad()
+        ctx.forward_backward(x)
+        ctx.step()
+        times.append(1e3 * (time.perf_counter() - t0))
+    return sorted(times)[len(times) // 2]
+
+
+def main(name, B):
+    g, params, loss, x = bench_cuda.GRAPHS[name](B, True)
+    prog = dgen.compile(g, backend="cuda", frame_count=bench_cuda.FRAMES, backwards=True, instances=B)
+    x = None if x is None else cp.asarray(x)
+    ctx = dgen.TrainingContext(params, dgen.Adam(lr=1.0), loss, prog)
+    print(f"{name} B={B}: step {_step_ms(ctx, x):.3f} ms (median, untimed kernels)")
+    log = []
+    for kernel_name in ("forward_kernel", "backward_kernel"):
+        fns = getattr(prog.gradient(loss), kernel_name).build()
+        for fn_name, fn in list(fns.items()):
+            fns[fn_name] = _timed(fn, f"{kernel_name[:3]} {fn_name}", log)
+    saved = dict(cuda_buffer.GPU_BUFFER_OPS)
+    for op_name, fn in saved.items():
+        cuda_buffer.GPU_BUFFER_OPS[op_name] = _timed(fn, f"buffer {op_name}", log)
+    try:
+        _step_ms(ctx, x, repeats=1)
+    finally:
+        cuda_buffer.GPU_BUFFER_OPS.update(saved)
+    total = sum(ms for _, ms in log)
+    for label, ms in log:
+        print(f"  {label:40} {ms:8.3f} ms")
+    print(f"  {'sum of timed parts':40} {total:8.3f} ms")
 
 
 if __name__ == "__main__":
-    for B in sys.argv[1:] or ["16384"]:
-        main(int(B))
+    args = sys.argv[1:] or ["seed", "1", "biquad", "1"]
+    for i in range(0, len(args), 2):
+        main(args[i], int(args[i + 1]))

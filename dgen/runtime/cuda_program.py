@@ -328,6 +328,12 @@ class CudaTrainingProgram(TrainingProgram):
                 grads[p], k = host_rows[k], k + 1
         return cp.asnumpy(loss_dev), grads
 
+    def train_steps(self, ctx, steps, inputs, bar):
+        """TrainingContext.train's loop on the GPU, one copy to the host at the end (cuda_train.py)."""
+        from .cuda_train import train_steps
+
+        return train_steps(self, ctx, steps, inputs, bar)
+
     def vjp(self, *args, **kwargs):
         with self.forward.on_host():
             return super().vjp(*args, **kwargs)

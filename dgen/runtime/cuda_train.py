@@ -1,0 +1,144 @@
+"""`TrainingContext.train(steps)` on the GPU: the whole loop without a host round trip per step.
+
+What stays on the GPU for all `steps`: the state memory and a snapshot of it after reset (each
+step starts from the snapshot: a device-to-device copy), the inputs (uploaded once), parameter
+values and the optimizer's state (float64, updated by the optimizer's own `update` rule, which
+runs on CuPy arrays through NumPy's array-function protocol), and the loss, gradient and value
+history. Nothing is copied to the host until the loop ends, so the CPU queues steps ahead of
+the GPU (CuPy launches are asynchronous). Then the history is copied back once, checked (the
+first non-finite loss, gradient or value stops training at that step, as `TrainingContext.step`
+does, with the parameter's name), and written into the context.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+
+SUPPORTED_OPTIMIZERS = ("SGD", "Adam")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class _DeviceState:
+    """Parameter values, bounds and gradient rows of one fused run, as (P, B) device arrays."""
+
+    def __init__(self, cp, prog, ctx, grad):
+        fwd, B = prog.forward, prog.instances
+        self.params = ctx.parameters
+        self.values = cp.asarray(np.stack([np.asarray(p.instance_values(B), np.float64) for p in self.params]))
+        inf = np.inf
+        self.low = cp.asarray([[-inf if p.min is None else p.min] for p in self.params], cp.float64)
+        self.high = cp.asarray([[inf if p.max is None else p.max] for p in self.params], cp.float64)
+        self.mem_rows = cp.asarray([fwd.plan.layout.offsets[p.cell.id] for p in self.params], cp.int64)
+        cells = [grad.adjoint.grad_cells.get(p.cell.id) for p in self.params]
+        offsets = grad.backward_plan.layout.offsets
+        self.has_grad = cp.asarray([[c is not None] for c in cells])
+        self.grad_rows = cp.asarray([offsets[c.id] if c is not None else 0 for c in cells], cp.int64)
+
+
+def _optimizer_to(state: dict, convert) -> None:
+    for per_param in state.values():
+        for key, value in per_param.items():
+            per_param[key] = convert(value)
+
+
+def train_steps(prog, ctx, steps, inputs, bar):
+    """Run `steps` training steps of `ctx` on the GPU; returns the last loss like `train`."""
+    if type(ctx.optimizer).__name__ not in SUPPORTED_OPTIMIZERS or ctx.loss is None and not prog.graph.outputs():
+        return _python_loop(ctx, steps, inputs, bar)
+    fwd, cp, B = prog.forward, prog.forward.cp, prog.instances
+    grad = prog.gradient(ctx.loss if ctx.loss is not None else prog.default_loss())
+    x, frames = fwd._check_inputs(inputs, prog.frame_count)
+    if frames != prog.frame_count:
+        raise errors.RunInputError(f"train runs frame_count={prog.frame_count} frames, inputs have {frames}")
+    with fwd.exclusive("train()"):
+        fwd.reset()
+        fwd._sync_parameters()
+        start_mem = fwd.mem.copy()
+        chans = fwd.channel_arrays(x)
+        dev = _DeviceState(cp, prog, ctx, grad)
+        history = _run(cp, prog, ctx, grad, dev, start_mem, chans, frames, steps, bar)
+    return _finish(ctx, dev, history, B)
+
+
+def _run(cp, prog, ctx, grad, dev, start_mem, chans, frames, steps, bar):
+    fwd, B, P = prog.forward, prog.instances, len(dev.params)
+    losses = cp.empty((steps, B), cp.float64)
+    grads = cp.empty((steps, P, B), cp.float64)
+    values = cp.empty((steps, P, B), cp.float64)
+    bmem = cp.zeros((grad.backward_plan.layout.size, B), cp.float32)
+    opt = ctx.optimizer
+    _optimizer_to(opt.state, cp.asarray)
+    try:
+        for s in range(steps):
+            fwd.mem[...] = start_mem
+            fwd.mem[dev.mem_rows] = dev.values.astype(cp.float32)
+            out = grad.forward_kernel.execute(fwd.mem_view(), frames, chans)
+            losses[s] = out[grad.loss_id].reshape(frames, B).astype(cp.float64).mean(axis=0)
+            bmem.fill(0)
+            grad.backward_kernel.execute(
+                bmem[:, 0] if B == 1 else bmem, frames, [], {i: out[i] for i in grad.adjoint.tape_ids}
+            )
+            grads[s] = cp.where(dev.has_grad, bmem[dev.grad_rows].astype(cp.float64), 0.0)
+            for k, p in enumerate(dev.params):
+                dev.values[k] = opt.update(p.name, dev.values[k], grads[s, k])
+            dev.values = cp.clip(dev.values, dev.low, dev.high)
+            values[s] = dev.values
+            bar.update(1)
+    finally:
+        _optimizer_to(opt.state, lambda v: v.get() if isinstance(v, cp.ndarray) else v)
+    return losses.get(), grads.get(), values.get()
+
+
+def _finish(ctx, dev, history, B):
+    losses, grads, values = history
+    start = np.stack([np.asarray(p.instance_values(B), np.float64) for p in dev.params])
+    for s in range(len(losses)):
+        before = values[s - 1] if s else start
+        bad = _first_problem(ctx, dev.params, before, losses[s], grads[s], values[s])
+        if bad is not None:  # as TrainingContext.step: the step counts, its update is not applied
+            _apply(ctx, dev.params, before, losses[s - 1] if s else None, B)
+            ctx.steps += 1
+            raise errors.TrainingError(bad)
+        ctx.steps += 1
+        ctx.last_loss = losses[s]
+        for k, p in enumerate(dev.params):
+            p.grad = float(grads[s, k, 0]) if B == 1 else grads[s, k]
+            p.value = values[s, k, 0] if B == 1 else values[s, k]
+        ctx._record()
+    return float(losses[-1][0]) if B == 1 else losses[-1]
+
+
+def _apply(ctx, params, vals, loss, B):
+    for k, p in enumerate(params):
+        p.value = vals[k, 0] if B == 1 else vals[k]
+    ctx.last_loss = loss
+
+
+def _first_problem(ctx, params, before, loss, grads, values):
+    """TrainingContext.step's message for the next step, or None when it is good."""
+    step = ctx.steps + 1
+    if not np.all(np.isfinite(loss)):
+        shown = ", ".join(f"{p.name}={v[0] if len(v) == 1 else v}" for p, v in zip(params, before))
+        shown_loss = loss if len(loss) > 1 else loss[0]
+        return f"the loss is {shown_loss} (not finite) at step {step}; parameter values: {shown}"
+    for k, p in enumerate(params):
+        if not np.all(np.isfinite(grads[k])):
+            return f"parameter {p.name!r}: gradient {grads[k]} is not finite at step {step}"
+        if not np.all(np.isfinite(values[k])):
+            return f"parameter {p.name!r} became {values[k]} at step {step}"
+        if np.any(np.abs(values[k]) > FLOAT32_MAX):
+            return f"parameter {p.name!r} became {values[k]} at step {step} (beyond the float32 range of the program)"
+    return None
+
+
+def _python_loop(ctx, steps, inputs, bar):
+    """Optimizers without a known device update: the generic per-step loop."""
+    loss = None
+    for _ in range(steps):
+        ctx.zero_grad()
+        loss = ctx.forward_backward(inputs)
+        ctx.step()
+        bar.update(1, loss=np.min(loss))
+    return loss
