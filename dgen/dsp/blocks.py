@@ -20,24 +20,50 @@ def clamp(g, x, lo, hi):
     return g.n(Op.min, g.n(Op.max, x, lo), hi)
 
 
+EXACT_PHASE = 2**24  # k / P is exact in float32 for every k < P when P <= 2^24
+
+
+def _write_position(g, size):
+    """(counter 0, 1, ..., P-1, 0, ... and its period P >= size) for a delay line.
+
+    A phasor stepping 1/P with P a power of two counts exactly (k/P and the wrap are exact in
+    float32) and its loop-carried chain is an add, a floor and a subtract; `accum` with
+    min/max wraps with a division, several times slower per frame. Past 2^24 the phase is no
+    longer exact: the accum it is."""
+    period = 1 << (size - 1).bit_length()
+    if period > EXACT_PHASE:
+        return g.n(Op.accum(g.alloc()), 1.0, 0.0, 0.0, float(size)), size
+    # float32(sr / P) / float32(sr) == 1 / P exactly: P is a power of two
+    phase = g.n(Op.phasor(g.alloc()), g.sample_rate / period, 0.0)
+    return phase * float(period), period
+
+
+def _wrap_once(g, i, size):
+    """i in [0, 2*size) -> i mod size, without a division."""
+    return g.n(Op.gswitch, g.n(Op.gte, i, float(size)), i - float(size), i)
+
+
 def delay(g, x, d, max_delay=None):
     """y[n] = x(n - d), linear interpolation, d clamped to [0, max_delay] (default 2*sr).
 
     The write position is an integer counter and d is split into whole and fractional parts
-    before it meets the counter, so float32 keeps full interpolation precision.
+    before it meets the counter, so float32 keeps full interpolation precision. Read positions
+    are `pos + (size - whole)` wrapped by one compare-and-subtract: never negative, so the
+    memory index needs no division either. The buffer holds at least max_delay + 2 samples
+    (a power of two of them up to 2^24, see _write_position).
     """
     max_delay = 2.0 * g.sample_rate if max_delay is None else float(max_delay)
     if not (math.isfinite(max_delay) and 0 <= max_delay <= MAX_CELL - 2):
         raise GraphError(f"delay: max_delay must be finite and in [0, {MAX_CELL - 2}] samples, got {max_delay}")
-    size = int(math.ceil(max_delay)) + 2
+    write_pos, size = _write_position(g, int(math.ceil(max_delay)) + 2)
     buf = g.alloc(size)
-    write_pos = g.n(Op.accum(g.alloc()), 1.0, 0.0, 0.0, float(size))
     written = g.n(Op.memory_write(buf), write_pos, x)
     dd = clamp(g, d, 0.0, max_delay)
     whole = g.n(Op.floor, dd)
     frac = dd - whole
-    newer = g.seq(written, g.n(Op.memory_read(buf), write_pos - whole))
-    older = g.seq(written, g.n(Op.memory_read(buf), write_pos - whole - 1.0))
+    back = float(size) - whole  # in [2, size]: whole <= max_delay <= size - 2
+    newer = g.seq(written, g.n(Op.memory_read(buf), _wrap_once(g, write_pos + back, size)))
+    older = g.seq(written, g.n(Op.memory_read(buf), _wrap_once(g, write_pos + (back - 1.0), size)))
     return newer * (1.0 - frac) + older * frac
 
 
