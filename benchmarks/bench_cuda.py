@@ -7,6 +7,8 @@ Workloads (4096 frames; one training step = zero_grad + forward_backward + Adam 
   and its gradient: CuPy/cuFFT on the CUDA backend, NumPy on the host on the C backend);
 - biquad forward / training: fit (cutoff, q) of a lowpass biquad to a target biquad on white
   noise, mse loss (all on the GPU).
+- train-loop (CUDA only): seconds per step of `ctx.train(n)`, the loop on the GPU with one copy
+  back per call (runtime/cuda_train.py); n is sized to the time budget.
 Peers: dgen C (the device's CPU, instances in SIMD lanes, one thread) and PyTorch CUDA (seed:
 `torch_bench.make_seed_step` with cumsum phasors; biquad: torchaudio's lfilter, per-instance
 coefficients). Timing: warm-up, then the median of repeated runs within a time budget; CUDA
@@ -115,6 +117,23 @@ def dgen_train(backend, name, B, budget):
     return timed(step, lambda: None, budget)  # each step ends with a copy to the host
 
 
+def dgen_train_loop(name, B, budget):
+    """Seconds per step of `ctx.train(n)` on CUDA: the loop on the GPU, one copy back per call."""
+    import cupy as cp
+
+    g, params, loss, x = GRAPHS[name](B, True)
+    prog = dgen.compile(g, backend="cuda", frame_count=FRAMES, backwards=True, instances=B)
+    ctx = dgen.TrainingContext(params, dgen.Adam(lr=1.0), loss, prog)
+    x = None if x is None else cp.asarray(x)
+    ctx.train(2, inputs=x, progress=False)  # compile and warm up
+    t0 = time.perf_counter()
+    ctx.train(5, inputs=x, progress=False)
+    steps = max(5, min(500, int(budget / max((time.perf_counter() - t0) / 5, 1e-6))))
+    t0 = time.perf_counter()
+    ctx.train(steps, inputs=x, progress=False)
+    return (time.perf_counter() - t0) / steps
+
+
 def torch_train(name, B, budget):
     import torch
 
@@ -170,7 +189,7 @@ def main(argv=None):
     def record(what, backend, name, B, secs):
         row = dict(what=what, backend=backend, graph=name, B=B, seconds=secs,
                    samples_per_s=B * FRAMES / secs if what == "forward" else None,
-                   steps_per_s=1.0 / secs if what == "train" else None)
+                   steps_per_s=1.0 / secs if what != "forward" else None)
         rows.append(row)
         rate = f"{row['samples_per_s']:.3e} samples/s" if what == "forward" else f"{1 / secs:9.2f} steps/s"
         print(f"{what:8} {name:7} {backend:6} B={B:<6} {secs * 1e3:10.3f} ms  {rate}", flush=True)
@@ -186,6 +205,8 @@ def main(argv=None):
                         if name == "seed" and backend == "c" and B > args.max_host_train_batch:
                             continue
                         record("train", backend, name, B, dgen_train(backend, name, B, args.budget))
+                        if backend == "cuda":
+                            record("train-loop", backend, name, B, dgen_train_loop(name, B, args.budget))
                     else:
                         record("train", "torch", name, B, torch_train(name, B, args.budget))
                 except Exception as e:  # a missing peer or an out-of-memory: note it, go on

@@ -195,7 +195,8 @@ class _StageWriter:
                 inner.append(f"a{n}[at] = v{n};")
         if seq:
             loop = ("for (int i = frames - 1; i >= 0; i--)" if self.reverse else "for (int i = 0; i < frames; i++)")
-            L += [f"    {loop} {{", "        const long long at = (long long)i * B + b;"]
+            # unrolled so the loads of later frames (independent of the state) issue early
+            L += ["    #pragma unroll 8", f"    {loop} {{", "        const long long at = (long long)i * B + b;"]
             L += ["        " + line for line in inner] + ["    }"]
         else:
             L += ["    " + line for line in inner]

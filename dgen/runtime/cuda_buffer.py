@@ -1,7 +1,9 @@
 """Buffer ops on the GPU with CuPy: the windowed spectral loss and its gradient.
 
-The same computation as `SpectralLoss.ref` / `SpectralLossGrad.ref` (ops/spectral.py), in
-float64 like the NumPy reference (cuFFT instead of pocketfft), on (frames, B) device arrays.
+The same computation as `SpectralLoss.ref` / `SpectralLossGrad.ref` (ops/spectral.py) on
+(frames, B) device arrays, with cuFFT in single precision as the NumPy reference does for
+float32 programs (NumPy >= 2 transforms float32 input in complex64); the sums over bins and
+over the taps of the overlap-add accumulate in float64.
 
 Layout: signals are transposed once to (B, W-1+frames) so the windows of one instance are a
 strided view (window i starts hop*i samples after window 0) and cuFFT runs over the last,
@@ -14,10 +16,10 @@ windows stay under GATHER_BUDGET floats. Ops missing from GPU_BUFFER_OPS run on 
 
 from __future__ import annotations
 
-GATHER_BUDGET = 1 << 26  # float64 window samples per chunk (512 MB)
+GATHER_BUDGET = 1 << 27  # float32 window samples per chunk (512 MB)
 
 _OVERLAP_ADD = r"""
-extern "C" __global__ void dgen_overlap_add(const double* per_window, const double* adj, double* grad,
+extern "C" __global__ void dgen_overlap_add(const float* per_window, const float* adj, double* grad,
         int B, int C, int W, int hop, int start, int n_adj, int n_grad, double scale) {
     /* grad[b, start + q] += scale * sum over windows i (starting at start + hop*i) and taps j
        with hop*i + j == q of adj[b, start + hop*i] * per_window[b, i, j] */
@@ -28,7 +30,8 @@ extern "C" __global__ void dgen_overlap_add(const double* per_window, const doub
     double acc = 0.0;
     for (int j = q % hop; j < W && j <= q; j += hop) {  /* taps j with (q - j) % hop == 0 */
         int i = (q - j) / hop;
-        if (i < C) acc += adj[(long long)b * n_adj + start + hop * i] * per_window[((long long)b * C + i) * W + j];
+        if (i < C) acc += (double)adj[(long long)b * n_adj + start + hop * i]
+                          * per_window[((long long)b * C + i) * W + j];
     }
     grad[(long long)b * n_grad + start + q] += scale * acc;
 }
@@ -40,9 +43,9 @@ def _kernels(cp):
     """Fused kernels, built once per process (CuPy is imported lazily by the caller)."""
     if not _KERNELS:
         _KERNELS["sq_mag_diff"] = cp.ReductionKernel(
-            "complex128 x, complex128 z",
+            "complex64 x, complex64 z",
             "float64 out",
-            "sq(abs(x) - abs(z))",
+            "sq((double)abs(x) - (double)abs(z))",
             "a + b",
             "out = a",
             "0",
@@ -52,10 +55,10 @@ def _kernels(cp):
         # d|A_k|^... : 2 (|A_k| - |B_k|) A_k / |A_k| (0 where |A_k| = 0); inner bins halved
         # because irfft counts them twice
         _KERNELS["unit_grad"] = cp.ElementwiseKernel(
-            "complex128 A, float64 mb, int32 K, int32 half",
-            "complex128 d",
-            "double ma = abs(A); int k = i % K; double f = (k >= 1 && k < half) ? 1.0 : 2.0;"
-            "d = ma > 0 ? A * (f * (ma - mb) / ma) : complex<double>(0.0, 0.0);",
+            "complex64 A, float32 mb, int32 K, int32 half",
+            "complex64 d",
+            "float ma = abs(A); int k = i % K; float f = (k >= 1 && k < half) ? 1.0f : 2.0f;"
+            "d = ma > 0 ? A * (f * (ma - mb) / ma) : complex<float>(0.0f, 0.0f);",
             "dgen_spectral_unit_grad",
         )
         _KERNELS["overlap_add"] = cp.RawKernel(_OVERLAP_ADD, "dgen_overlap_add")
@@ -63,8 +66,8 @@ def _kernels(cp):
 
 
 def _padded_t(cp, past, x):
-    """(B, W-1+N) float64, C-contiguous: the window history then the signal, per instance."""
-    return cp.ascontiguousarray(cp.concatenate([past, x]).T, dtype=cp.float64)
+    """(B, W-1+N) float32, C-contiguous: the window history then the signal, per instance."""
+    return cp.ascontiguousarray(cp.concatenate([past, x]).T, dtype=cp.float32)
 
 
 def _windows(cp, padded_t, start, count, hop, W):
@@ -114,7 +117,7 @@ def spectral_loss_grad(cp, op, sub, adj, a, b):
     N, B = a.shape
     zeros = cp.zeros((W - 1, B), a.dtype)
     pa, pb = _padded_t(cp, zeros, a), _padded_t(cp, zeros, b)
-    adj_t = cp.ascontiguousarray(adj.T, dtype=cp.float64)
+    adj_t = cp.ascontiguousarray(adj.T, dtype=cp.float32)
     grad_t = cp.zeros(pa.shape, cp.float64)
     k = _kernels(cp)
     first, count = _first_end(N, hop)
