@@ -12,6 +12,7 @@ raise `ConcurrentRunError` instead of corrupting the state.
 
 from __future__ import annotations
 
+import functools
 import threading
 from contextlib import contextmanager
 from numbers import Integral
@@ -19,6 +20,11 @@ from numbers import Integral
 import numpy as np
 
 from .errors import ConcurrentRunError, RunInputError
+
+
+@functools.cache
+def _float_max(dtype) -> float:
+    return float(np.finfo(dtype).max)
 
 
 def _positive_int(v) -> bool:
@@ -72,14 +78,16 @@ class Program:
                 self.mem[at : at + size] = init
 
     def _sync_parameters(self) -> None:
-        limit = np.finfo(self.dtype).max
+        # once per run and per training step: plain floats where a parameter has one value
+        limit = _float_max(self.dtype)
+        offsets = self.plan.layout.offsets
         for p in self.graph.parameters:
-            at = self.plan.layout.offsets[p.cell.id]
-            values = p.instance_values(self.instances)
-            if np.any(np.abs(values) > limit):
+            values = p.raw_values(self.instances)  # (1,) or (B,), finite
+            big = not abs(float(values[0])) <= limit if values.size == 1 else np.abs(values).max() > limit
+            if big:
                 raise RunInputError(f"parameter {p.name!r}: value {p.value} is beyond the {self.dtype.name} "
                                     f"range of the {self.backend} backend")
-            self.mem[at] = values
+            self.mem[offsets[p.cell.id]] = values
 
     def mem_view(self):
         """(M,) for one instance (the scalar fast path), (M, B) for more; shares self.mem."""
@@ -129,6 +137,8 @@ class Program:
             raise RunInputError(f"inputs have {x.shape[2]} frames but frames={frames}")
         if x.shape[2] == 0:
             raise RunInputError("inputs have 0 frames")
+        if x.dtype == self.dtype and x.flags.c_contiguous:  # nothing to convert, nothing can overflow
+            return x, x.shape[2]
         try:
             with np.errstate(over="raise"):
                 return np.ascontiguousarray(x, self.dtype), x.shape[2]

@@ -104,6 +104,22 @@ class CKernel:
         built = next(iter(self._builds.values()), None)
         return (built.csource if built else self.render(False)).source
 
+    def padded_instances(self, B: int) -> int:
+        """Instances per padded row with B instances in lanes (a multiple of DGEN_W)."""
+        return _round_up(B, self.build(True).width)
+
+    def bind(self, mem, frames: int, n_inputs: int, tape=None):
+        """A `BoundKernel` (c_bound.py) running on `mem` in place: CProgram's memory, or
+        (M,) / (M, Bp) float32 of the kernel's padded layout; buffers allocated once."""
+        from .c_bound import BoundKernel
+
+        lanes = mem.ndim == 2
+        B = mem.shape[1] if lanes else 1
+        pmem, copied = self._memory(mem, lanes, B, self.padded_instances(B) if lanes else 1)
+        if copied:
+            raise ValueError("bind() needs memory in the kernel's padded layout (it is used in place)")
+        return BoundKernel(self, pmem, frames, B, n_inputs, tape)
+
     # ------------------------------------------------------------------ running
     def execute(self, mem, frames: int, inputs, tape=None, outputs=None) -> dict:
         """`outputs`, if given: a (Bp or 1, channels, frames) float32 array that output nodes

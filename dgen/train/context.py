@@ -53,28 +53,42 @@ class TrainingContext:
         """One optimizer update; values clamped to [min, max]; NaN/inf stops with the culprit."""
         self.steps += 1
         loss = self.last_loss
-        if loss is not None and not np.all(np.isfinite(loss)):
+        if loss is not None and not np.isfinite(loss).all():
             values = ", ".join(f"{p.name}={p.value}" for p in self.parameters)
             raise errors.TrainingError(f"the loss is {loss if self.instances > 1 else loss[0]} (not finite) at step "
                                        f"{self.steps}; parameter values: {values}")
-        dtype = np.dtype(getattr(getattr(self.program, "forward", self.program), "dtype", np.float64))
-        limit = np.finfo(dtype).max
-        updates = []  # applied only when every parameter's update is good: no half-made step
-        for p in self.parameters:
-            g = np.broadcast_to(np.asarray(p.grad, np.float64), (self.instances,))
-            if not np.all(np.isfinite(g)):
-                raise errors.TrainingError(f"parameter {p.name!r}: gradient {p.grad} is not finite at step "
-                                           f"{self.steps}")
-            value = np.broadcast_to(np.asarray(p.value, np.float64), (self.instances,)).copy()
-            new = self.optimizer.update(p.name, value, g)
-            if not np.all(np.isfinite(new)) or np.any(np.abs(new) > limit):
-                shown = new if self.instances > 1 else new[0]
-                why = "" if not np.all(np.isfinite(new)) else f" (beyond the {dtype.name} range of the program)"
-                raise errors.TrainingError(f"parameter {p.name!r} became {shown} at step {self.steps}{why}")
-            updates.append((p, new if self.instances > 1 else new[0]))
+        updates = [(p, self._update(p)) for p in self.parameters]  # applied only when all are good
         for p, new in updates:
-            p.value = new
+            p.set_checked(new)
         self._record()
+
+    def _update(self, p) -> np.ndarray:
+        """The optimizer's new values (B,) for p; raises on a non-finite gradient or result."""
+        B = self.instances
+        g = p.grad
+        if type(g) is float:
+            g = np.full(B, g)
+        elif not (type(g) is np.ndarray and g.shape == (B,) and g.dtype == np.float64):
+            g = np.broadcast_to(np.asarray(g, np.float64), (B,))
+        if not np.isfinite(g).all():
+            raise errors.TrainingError(f"parameter {p.name!r}: gradient {p.grad} is not finite at step {self.steps}")
+        value = p.raw_values(B)
+        value = value.copy() if value.size == B else np.full(B, value[0])
+        new = self.optimizer.update(p.name, value, g)
+        if not np.abs(new).max() <= self._limit():  # also false for NaN
+            shown = new if B > 1 else new[0]
+            dtype = self._dtype()
+            why = "" if not np.all(np.isfinite(new)) else f" (beyond the {dtype.name} range of the program)"
+            raise errors.TrainingError(f"parameter {p.name!r} became {shown} at step {self.steps}{why}")
+        return new
+
+    def _dtype(self):
+        return np.dtype(getattr(getattr(self.program, "forward", self.program), "dtype", np.float64))
+
+    def _limit(self) -> float:
+        if getattr(self, "_max", None) is None:
+            self._max = float(np.finfo(self._dtype()).max)
+        return self._max
 
     def _record(self) -> None:
         loss = self.last_loss

@@ -36,6 +36,10 @@ class Parameter:
             raise errors.TrainingError(f"parameter {self.name!r}: value {v!r} is not finite")
         self._value = self.clamp(arr)
 
+    def set_checked(self, arr: np.ndarray) -> None:
+        """value = arr, a finite float64 array (the optimizer's result): no conversion, no check."""
+        self._value = self.clamp(arr)
+
     def clamp(self, arr):
         if self.min is not None or self.max is not None:
             arr = np.clip(arr, self.min, self.max)
@@ -50,6 +54,13 @@ class Parameter:
             raise errors.RunInputError(
                 f"parameter {self.name!r} has {v.size} values but the program runs {instances} instances")
         return np.broadcast_to(v, (instances,))
+
+    def raw_values(self, instances: int) -> np.ndarray:
+        """The stored values, (1,) or (instances,), not broadcast (the per-step fast path)."""
+        v = self._value
+        if v.size != 1 and v.size != instances:
+            self.instance_values(instances)  # raises with the message
+        return v
 
     def __repr__(self) -> str:
         return f"Parameter({self.name!r}, value={self.value}, grad={self.grad})"

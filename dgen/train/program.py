@@ -36,6 +36,7 @@ class TrainingProgram:
         self.kernel_factory = kernel_factory
         self.user_graph = user_graph  # the graph compiled (self.graph is its expansion)
         self._gradients: dict[int, _Gradient] = {}
+        self._bound: dict = {}  # loss id -> fast.BoundStep, for backends whose kernels bind
 
     # the forward program's surface
     graph = property(lambda self: self.forward.graph)
@@ -48,7 +49,10 @@ class TrainingProgram:
     @property
     def source(self) -> str:
         parts = [self.forward.source]
-        parts += [getattr(gr.backward_kernel, "source", "") for gr in self._gradients.values()]
+        for gr in self._gradients.values():  # the kernels a training step runs, once it has run
+            bound = self._bound.get(gr.loss_id) if gr.loss_id in self._bound else None
+            kernels = (bound.forward_kernel, bound.backward_kernel) if bound else (gr.backward_kernel,)
+            parts += [getattr(k, "source", "") for k in kernels]
         return "\n".join(p for p in parts if p)
 
     def run(self, inputs=None, frames=None):
@@ -134,6 +138,17 @@ class TrainingProgram:
         squeeze = (lambda a: a[0]) if B == 1 else (lambda a: a)
         return squeeze(outputs), squeeze(dx), self._param_grads(grad, bmem, parameters)
 
+    def _bound_step(self, grad):
+        """The BoundStep (fast.py) of this loss when the backend's kernels can be bound, else None."""
+        if not hasattr(grad.forward_kernel, "bind"):
+            return None
+        step = self._bound.get(grad.loss_id)
+        if step is None or step.mem_source is not self.forward.mem:
+            from .fast import BoundStep
+
+            step = self._bound[grad.loss_id] = BoundStep(self, grad)
+        return step
+
     def forward_backward(self, loss=None, inputs=None, parameters=None):
         """One pass over frame_count frames from the current state.
 
@@ -147,6 +162,10 @@ class TrainingProgram:
                                        f"inputs have {frames}")
         with fwd.exclusive("forward_backward()"):
             fwd._sync_parameters()
+            fast = self._bound_step(grad)
+            if fast is not None:
+                params = parameters if parameters is not None else self.graph.parameters
+                return fast(x, params)
             values = grad.forward_kernel.execute(fwd.mem_view(), frames, fwd.channel_arrays(x))
         loss_values = np.asarray(values[grad.loss_id], np.float64).reshape(frames, -1).mean(axis=0)
         bmem, _ = self._backward(grad, frames, {i: values[i] for i in grad.adjoint.tape_ids})
