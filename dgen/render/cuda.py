@@ -25,6 +25,12 @@ from .cstyle import SOURCES, CStyleRenderer, Step, float_literal, split_stages
 NVRTC_OPTIONS = ("--fmad=false", "--std=c++17")
 VECTOR_THREADS = 256
 
+
+def tile_frames(n_reads: int) -> int:
+    """Frames per register tile of a sequential kernel (CudaRenderer.frame_tiles): 16 for
+    few inputs, down to 4 for many (two tiles of every input live in registers)."""
+    return 16 if n_reads <= 3 else 8 if n_reads <= 6 else 4
+
 PRELUDE = r"""
 /* ---- dgen CUDA prelude: the sf_ helpers of prelude.h as device functions ---- */
 #ifndef INFINITY
@@ -187,22 +193,55 @@ class _StageWriter:
         cells = [c for c in self.st.cells if any(self.g.nodes[n].op.cell is not None
                                                   and self.g.nodes[n].op.cell.id == c for n in nodes)]
         L += [f"    float s{c} = mem[(long long){self.layout.offsets[c]} * B + b];" for c in cells]
-        inner = [f"const float x{i} = a{i}[at];" for i in reads]
+        load = (lambda i: f"const float x{i} = x{i}_[k];") if seq else (lambda i: f"const float x{i} = a{i}[at];")
+        inner = [load(i) for i in reads]
         for n in nodes:
             nd = self.g.nodes[n]
             inner.append(self.statement(nd, [self.ref(i, local) for i in nd.inputs]) + f" /* {_comment(nd.op)} */")
             if n in writes:
                 inner.append(f"a{n}[at] = v{n};")
         if seq:
-            loop = ("for (int i = frames - 1; i >= 0; i--)" if self.reverse else "for (int i = 0; i < frames; i++)")
-            # unrolled so the loads of later frames (independent of the state) issue early
-            L += ["    #pragma unroll 8", f"    {loop} {{", "        const long long at = (long long)i * B + b;"]
-            L += ["        " + line for line in inner] + ["    }"]
+            L += self.frame_tiles(reads, inner)
         else:
             L += ["    " + line for line in inner]
         L += [f"    mem[(long long){self.layout.offsets[c]} * B + b] = s{c};" for c in cells]
         L += ["}", ""]
         return L, CudaLaunch(name, block.kind, tuple(reads), tuple(writes))
+
+    def frame_tiles(self, reads, body) -> list[str]:
+        """The frame loop of a sequential kernel in tiles of T frames, software-pipelined: the
+        next tile's inputs are loaded into registers (independent loads, all in flight at once)
+        while the recurrence runs over the current tile. Without this each frame waits for its
+        own memory round trip: one thread's frames are B floats apart, so at large B every frame
+        is a DRAM access (10x slower than B = 1). T shrinks as the inputs grow (registers)."""
+        frame = "frames - 1 - (j)" if self.reverse else "(j)"
+        if not reads:  # nothing to load ahead: a plain loop
+            return ["    #pragma unroll 8", "    for (int t = 0; t < frames; t++) {",
+                    f"        const int i = {frame.replace('j', 't')};",
+                    "        const long long at = (long long)i * B + b;",
+                    *("        " + line for line in body), "    }"]
+        T = tile_frames(len(reads))
+        L = [f"    float {', '.join(f'x{i}_[{T}], x{i}_next[{T}]' for i in reads)};"] if reads else []
+
+        def fill(arrays, t):  # a tile's loads; frames past the end are not read
+            out = ["    #pragma unroll", f"    for (int k = 0; k < {T}; k++) {{",
+                   f"        const int i = {frame.replace('j', f'{t} + k')};",
+                   f"        if ({t} + k < frames) {{"]
+            out += [f"            {arrays.format(i=i)}[k] = a{i}[(long long)i * B + b];" for i in reads]
+            return out + ["        }", "    }"]
+
+        L += fill("x{i}_", "0") if reads else []
+        L += [f"    for (int t = 0; t < frames; t += {T}) {{"]
+        L += ["    " + line for line in fill("x{i}_next", f"t + {T}")] if reads else []
+        L += ["        #pragma unroll", f"        for (int k = 0; k < {T}; k++) {{",
+              "            if (t + k >= frames) break;",
+              f"            const int i = {frame.replace('j', 't + k')};",
+              "            const long long at = (long long)i * B + b;"]
+        L += ["            " + line for line in body] + ["        }"]
+        if reads:
+            L += ["        #pragma unroll", f"        for (int k = 0; k < {T}; k++) {{"]
+            L += [f"            x{i}_[k] = x{i}_next[k];" for i in reads] + ["        }"]
+        return L + ["    }"]
 
     def uniforms(self) -> list[str]:
         """Params and per-call invariants (the compiler drops the ones a kernel does not use)."""
