@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ..analysis import SEQUENTIAL
 from .cstyle import SOURCES, CStyleRenderer, Step, float_literal, split_stages
+from .cuda_scan import ScanWriter, scan_cells
 
 # NVRTC options: no FMA contraction, IEEE division and sqrt, denormals kept (the defaults
 # except fmad): what the reference interpreter's float32 mode computes.
@@ -108,6 +109,10 @@ class CudaLaunch:
     kind: str  # "vector" or "sequential"
     reads: tuple[int, ...]  # arrays read (input/tape slots through their alias node)
     writes: tuple[int, ...]  # arrays written: values used by other blocks, steps or the caller
+    scan: int = 0  # cells of a sequential block that also has chunked-scan kernels (cuda_scan.py)
+
+    def names(self) -> list[str]:
+        return [self.name] + [f"{self.name}_p{k}" for k in (1, 2, 3) if self.scan]
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ class CudaSource:
         return [s.stage for s in self.steps if s.kind == "stage"]
 
     def kernel_names(self) -> list[str]:
-        return [k.name for ls in self.launches.values() for k in ls]
+        return [name for ls in self.launches.values() for k in ls for name in k.names()]
 
 
 class CudaRenderer(CStyleRenderer):
@@ -206,7 +211,10 @@ class _StageWriter:
             L += ["    " + line for line in inner]
         L += [f"    mem[(long long){self.layout.offsets[c]} * B + b] = s{c};" for c in cells]
         L += ["}", ""]
-        return L, CudaLaunch(name, block.kind, tuple(reads), tuple(writes))
+        affine = scan_cells(self.g, nodes, cells) if seq else None
+        if affine is not None:
+            L += ScanWriter(self, name, nodes, reads, writes, cells, affine).kernels()
+        return L, CudaLaunch(name, block.kind, tuple(reads), tuple(writes), len(cells) if affine else 0)
 
     def frame_tiles(self, reads, body) -> list[str]:
         """The frame loop of a sequential kernel in tiles of T frames, software-pipelined: the

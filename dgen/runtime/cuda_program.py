@@ -63,6 +63,16 @@ def compile_module(source: str):
     return _MODULES[key]
 
 
+SCAN_THREADS = 32768  # chunks x instances a scan aims for: enough warps to fill the GPU
+
+
+def scan_chunk(frames: int, B: int) -> int:
+    """Frames per chunk of a scanned sequential block; `frames` (no scan) when B alone fills
+    the GPU or the frames are too few to split (chunks of at least 64 frames)."""
+    chunks = min(frames // 64, SCAN_THREADS // max(B, 1))
+    return frames if chunks < 2 else -(-frames // chunks)
+
+
 def sequential_threads(B: int) -> int:
     """Threads per block of a one-thread-per-instance kernel: small blocks while B is small,
     so the instances spread over all multiprocessors."""
@@ -83,11 +93,11 @@ class CudaKernel:
     and every value that crossed a stage. reverse=True runs sequential blocks last frame first.
     """
 
-    def __init__(self, graph, schedule, layout, dtype=F32, reverse=False, keep=()):
+    def __init__(self, graph, schedule, layout, dtype=F32, reverse=False, keep=(), scan=False):
         if np.dtype(dtype) != F32:
             raise ValueError(f"the CUDA backend computes in float32, not {np.dtype(dtype)}")
         self.graph, self.schedule, self.layout = graph, schedule, layout
-        self.reverse, self.keep = reverse, tuple(keep)
+        self.reverse, self.keep, self.scan = reverse, tuple(keep), scan
         self.csource: CudaSource = render_cuda(graph, schedule, layout, reverse, self.keep)
         self._functions = None
 
@@ -148,6 +158,10 @@ class CudaKernel:
             fb = (np.int32(frames), np.int32(B))
             for launch in self.csource.launches[st.name]:
                 args = (dmem, *fb, *(arrays[i] for i in launch.reads + launch.writes))
+                chunk = scan_chunk(frames, B) if launch.scan and self.scan else frames
+                if chunk < frames:
+                    self._scan(functions, launch, args, chunk, frames, B)
+                    continue
                 if launch.kind == "vector":
                     threads = VECTOR_THREADS
                     grid = -(-frames * B // threads)
@@ -159,6 +173,21 @@ class CudaKernel:
             if i not in values:
                 values[i] = self._whole(cp, i, dmem, values, ins, tape, frames, B)
         return values
+
+    @staticmethod
+    def _scan(functions, launch, args, chunk, frames, B):
+        """A sequential block as a chunked scan (render/cuda_scan.py): chunk summaries, the
+        chunk start states in order, then every chunk from its start state."""
+        cp, k, C = require_cupy(), launch.scan, -(-frames // chunk)
+        dmem, fb, arrays = args[0], args[1:3], args[3:]
+        reads = arrays[: len(launch.reads)]
+        fin = cp.empty((C * (k + 1) * k, B), F32)
+        init = cp.empty((C * k, B), F32)
+        common = (dmem, *fb, np.int32(chunk))
+        threads = 64
+        functions[f"{launch.name}_p1"]((-(-(C - 1) * B // threads),), (threads,), (*common, fin, *reads))
+        functions[f"{launch.name}_p2"]((-(-B // threads),), (threads,), (*common, fin, init))
+        functions[f"{launch.name}_p3"]((-(-C * B // threads),), (threads,), (*common, init, *arrays))
 
     @staticmethod
     def _source_signal(kind, key, ins, tape, values, node):
@@ -341,10 +370,14 @@ class CudaTrainingProgram(TrainingProgram):
 
 def cuda_program(graph, frame_count=4096, backwards=False, instances=1, **options):
     """`dgen.compile(..., backend="cuda")`. Options: keep (node ids whose values
-    `execute_values` returns), dtype (float32 only)."""
+    `execute_values` returns), dtype (float32 only), scan (default True: training kernels run
+    affine sequential blocks as chunked scans when B is small, render/cuda_scan.py; results
+    then differ from the frame-by-frame loop by rounding. Forward-only programs never scan:
+    their runs stay bit-exact under streaming and across instance counts)."""
     from ..pipeline import plan
 
     keep = options.pop("keep", ())
+    scan = bool(options.pop("scan", True))
     dtype = np.dtype(options.pop("dtype", F32))
     options.pop("expand", None)  # always expanded (phasor/accum/latch become history loops)
     if dtype != F32:
@@ -357,6 +390,6 @@ def cuda_program(graph, frame_count=4096, backwards=False, instances=1, **option
         return forward
 
     def factory(p, keep):
-        return CudaKernel(p.graph, p.schedule, p.layout, F32, p.reverse, keep)
+        return CudaKernel(p.graph, p.schedule, p.layout, F32, p.reverse, keep, scan=scan)
 
     return CudaTrainingProgram(forward, factory)  # training_program(...) with a GPU-resident step

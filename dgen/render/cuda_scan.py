@@ -1,0 +1,176 @@
+"""Time-parallel chunked scans for sequential blocks whose recurrence is affine in their state.
+
+A sequential block keeps k cells in registers (history cells, gradient accumulators). When
+every value in the block is an affine function of the cells' values at the start of the
+frame (sums, differences, products and quotients by state-independent values, mix/gswitch with
+state-independent weights), one frame maps the state s to A(n) s + c(n), and a run of frames
+composes to s_end = c + M s_start. That holds for one-pole, sos and biquad filters, delays by
+history cells, and every adjoint recurrence and gradient accumulator of a backward graph
+(these are linear even where the forward is not). Then the frames split into chunks of L and:
+
+  pass 1 (one thread per chunk and instance): run the chunk from s = 0 (giving c) and, with
+      the block's state-independent terms dropped (the "homogeneous" body), from each unit
+      state e_j (giving column j of M); store c and M;
+  pass 2 (one thread per instance): walk the chunks in order, s_start(next) = c + M s_start;
+  pass 3 (one thread per chunk and instance): run each chunk from its true start state,
+      writing the block's signals; the last chunk stores the final state to memory.
+
+The work grows by about k + 2 but the latency of one instance drops from `frames` dependent
+steps to about (k + 2) L + frames / L: what fills the GPU when B is small. Floating-point
+results differ from the frame-by-frame loop by rounding only (the order of operations changes
+with the chunk length), so programs that promise bit-exact streaming do not use scans.
+"""
+
+from __future__ import annotations
+
+from ..ops import PURE
+
+# argument positions in which a pure op is linear (the other arguments are its coefficients)
+LINEAR_ARGS = {"add": (0, 1), "sub": (0, 1), "mul": (0, 1), "div": (0,), "mix": (0, 1), "gswitch": (1, 2),
+               "output": (0,)}
+CELL_OPS = ("history_read", "history_write", "grad_accum")
+MAX_CELLS = 8  # pass 1 runs the chunk k + 1 times and pass 2 holds a k x k matrix
+
+
+def affine_nodes(graph, nodes) -> dict[int, bool] | None:
+    """node -> True when its value is an affine function of the block's state, False when it
+    does not depend on it; None when the block is not affine (or uses memory cells)."""
+    local, affine = set(nodes), {}
+    for n in nodes:
+        nd = graph.nodes[n]
+        name = nd.op.name
+        dep = [i in local and affine[i] for i in nd.inputs]
+        if name == "history_read":
+            affine[n] = True
+        elif name in ("history_write", "grad_accum"):
+            affine[n] = dep[0]
+        elif nd.op.kind != PURE:
+            return None  # memory ops: their cells are not in registers
+        elif not any(dep):
+            affine[n] = False
+        else:
+            at = [j for j, d in enumerate(dep) if d]
+            if any(j not in LINEAR_ARGS.get(name, ()) for j in at) or (name == "mul" and len(at) > 1):
+                return None
+            affine[n] = True
+    return affine
+
+
+def scan_cells(graph, nodes, cells) -> dict[int, bool] | None:
+    """The affine classification when the block can run as a chunked scan, else None."""
+    if not 1 <= len(cells) <= MAX_CELLS:
+        return None
+    return affine_nodes(graph, nodes)
+
+
+class ScanWriter:
+    """The three kernels of one scannable block, written with the stage writer's spelling."""
+
+    def __init__(self, writer, name, nodes, reads, writes, cells, affine):
+        self.w, self.name, self.nodes, self.reads, self.writes = writer, name, nodes, reads, writes
+        self.cells, self.affine, self.local = cells, affine, set(nodes)
+        self.k = len(cells)
+        self.frame = "frames - 1 - t" if writer.reverse else "t"
+
+    def kernels(self) -> list[str]:
+        return self.pass1() + self.pass2() + self.pass3()
+
+    # ------------------------------------------------------------------ pieces
+    def head(self, suffix, extra_args, last_chunk_too=True) -> list[str]:
+        R = self.w.r.restrict
+        args = [f"float *{R} mem", "const int frames", "const int B", "const int chunk", *extra_args]
+        limit = "C" if last_chunk_too else "(C - 1)"
+        return [f"/* scan pass {suffix[-1]} of {self.name}: {self.k} cell(s) */",
+                f"{self.w.r.kernel_prefix} {self.name}_{suffix}({', '.join(args)}) {{",
+                "    const int C = (frames + chunk - 1) / chunk;",
+                "    const long long id = (long long)blockIdx.x * blockDim.x + threadIdx.x;",
+                f"    if (id >= (long long){limit} * B) return;",
+                "    const int b = (int)(id % B), c = (int)(id / B);", *self.w.uniforms()]
+
+    def loop(self, body) -> list[str]:
+        loads = [f"const float x{i} = a{i}[(long long)i * B + b];" for i in self.reads]
+        return ["    #pragma unroll 4",
+                "    for (int t = c * chunk, t1 = min(frames, t + chunk); t < t1; t++) {",
+                f"        const int i = {self.frame};", "        const long long at = (long long)i * B + b;",
+                *("        " + line for line in loads + body), "    }"]
+
+    def body(self, with_writes) -> list[str]:
+        L = []
+        for n in self.nodes:
+            nd = self.w.g.nodes[n]
+            L.append(self.w.statement(nd, [self.w.ref(i, self.local) for i in nd.inputs]))
+            if with_writes and n in self.writes:
+                L.append(f"a{n}[at] = v{n};")
+        return L
+
+    def homogeneous(self) -> list[str]:
+        """The body with every state-independent term dropped: s -> M s."""
+        L = []
+        h = lambda i: f"h{i}" if i in self.local and self.affine[i] else "0.0f"
+        for n in self.nodes:
+            nd = self.w.g.nodes[n]
+            name, args = nd.op.name, list(nd.inputs)
+            s = f"s{nd.op.cell.id}" if name in CELL_OPS else None
+            if not self.affine[n]:  # a coefficient (or a constant input to the state)
+                if name == "history_write":
+                    L.append(f"float v{n} = {self.w.ref(args[0], self.local)}; {s} = 0.0f;")
+                elif name != "grad_accum":
+                    L.append(self.w.statement(nd, [self.w.ref(i, self.local) for i in args]))
+            elif name == "history_read":
+                L.append(f"float h{n} = {s};")
+            elif name in ("history_write", "grad_accum"):
+                L.append(f"float h{n} = {h(args[0])}; {s} {'=' if name == 'history_write' else '+='} h{n};")
+            else:
+                lin = LINEAR_ARGS[name]
+                if name == "mul":  # linear in its state-dependent factor; the other is a coefficient
+                    lin = tuple(j for j, i in enumerate(args) if i in self.local and self.affine[i])
+                parts = [h(i) if j in lin else self.w.ref(i, self.local) for j, i in enumerate(args)]
+                L.append(f"float h{n} = {self.w.r.pure_expr(nd, 'sf', parts)};")
+        return L
+
+    def fin(self, e, j) -> str:
+        """Pass 1's output: (chunk, 1 + k, k, B); e = 0 is c, e = 1 + m is column m of M."""
+        return f"fin[(((long long)c * {self.k + 1} + {e}) * {self.k} + {j}) * B + b]"
+
+    # ------------------------------------------------------------------ passes
+    def pass1(self) -> list[str]:
+        R = self.w.r.restrict
+        reads = [f"const float *{R} a{i}" for i in self.reads]
+        L = self.head("p1", [f"float *{R} fin", *reads], last_chunk_too=False)
+        L += [f"    float s{cid} = 0.0f;" for cid in self.cells]
+        L += self.loop(self.body(with_writes=False))
+        L += [f"    {self.fin(0, j)} = s{cid};" for j, cid in enumerate(self.cells)]
+        for m in range(self.k):
+            L += [f"    s{cid} = {'1.0f' if j == m else '0.0f'};" for j, cid in enumerate(self.cells)]
+            L += self.loop(self.homogeneous())
+            L += [f"    {self.fin(1 + m, j)} = s{cid};" for j, cid in enumerate(self.cells)]
+        return L + ["}", ""]
+
+    def pass2(self) -> list[str]:
+        R, k = self.w.r.restrict, self.k
+        args = ", ".join([f"float *{R} mem", "const int frames", "const int B", "const int chunk",
+                          f"const float *{R} fin", f"float *{R} init"])
+        offs = [self.w.layout.offsets[cid] for cid in self.cells]
+        L = [f"/* scan pass 2 of {self.name}: chunk start states in order */",
+             f"{self.w.r.kernel_prefix} {self.name}_p2({args}) {{",
+             "    const int b = blockIdx.x * blockDim.x + threadIdx.x;", "    if (b >= B) return;",
+             "    const int C = (frames + chunk - 1) / chunk;"]
+        L += [f"    float s{j} = mem[(long long){off} * B + b];" for j, off in enumerate(offs)]
+        L += ["    for (int c = 0; c < C; c++) {"]
+        L += [f"        init[((long long)c * {k} + {j}) * B + b] = s{j};" for j in range(k)]
+        L += ["        if (c == C - 1) break;"]
+        for j in range(k):
+            terms = " + ".join([self.fin(0, j)] + [f"{self.fin(1 + m, j)} * s{m}" for m in range(k)])
+            L.append(f"        const float n{j} = {terms};")
+        L += [f"        s{j} = n{j};" for j in range(k)] + ["    }", "}", ""]
+        return L
+
+    def pass3(self) -> list[str]:
+        R = self.w.r.restrict
+        arrays = [f"const float *{R} a{i}" for i in self.reads] + [f"float *{R} a{n}" for n in self.writes]
+        L = self.head("p3", [f"const float *{R} init", *arrays])
+        L += [f"    float s{cid} = init[((long long)c * {self.k} + {j}) * B + b];" for j, cid in enumerate(self.cells)]
+        L += self.loop(self.body(with_writes=True))
+        L += ["    if (c == C - 1) {"]
+        L += [f"        mem[(long long){self.w.layout.offsets[cid]} * B + b] = s{cid};" for cid in self.cells]
+        return L + ["    }", "}", ""]
