@@ -331,6 +331,9 @@ class CudaTrainingProgram(TrainingProgram):
     """forward_backward with everything on the GPU: one small copy back per step (the loss
     per instance and the gradient rows). vjp takes the generic (copying) path."""
 
+    cuda_graphs = True  # TrainingContext.train captures one step as a CUDA graph (cuda_train.py)
+    last_train_graphed = False  # whether the last train() replayed such a graph
+
     def forward_backward(self, loss=None, inputs=None, parameters=None):
         fwd, cp = self.forward, self.forward.cp
         grad = self.gradient(loss if loss is not None else self.default_loss())
@@ -373,11 +376,13 @@ def cuda_program(graph, frame_count=4096, backwards=False, instances=1, **option
     `execute_values` returns), dtype (float32 only), scan (default True: training kernels run
     affine sequential blocks as chunked scans when B is small, render/cuda_scan.py; results
     then differ from the frame-by-frame loop by rounding. Forward-only programs never scan:
-    their runs stay bit-exact under streaming and across instance counts)."""
+    their runs stay bit-exact under streaming and across instance counts), cuda_graphs
+    (default True: `TrainingContext.train` replays a CUDA graph of one step, cuda_train.py)."""
     from ..pipeline import plan
 
     keep = options.pop("keep", ())
     scan = bool(options.pop("scan", True))
+    cuda_graphs = bool(options.pop("cuda_graphs", True))
     dtype = np.dtype(options.pop("dtype", F32))
     options.pop("expand", None)  # always expanded (phasor/accum/latch become history loops)
     if dtype != F32:
@@ -392,4 +397,6 @@ def cuda_program(graph, frame_count=4096, backwards=False, instances=1, **option
     def factory(p, keep):
         return CudaKernel(p.graph, p.schedule, p.layout, F32, p.reverse, keep, scan=scan)
 
-    return CudaTrainingProgram(forward, factory)  # training_program(...) with a GPU-resident step
+    prog = CudaTrainingProgram(forward, factory)  # training_program(...) with a GPU-resident step
+    prog.cuda_graphs = cuda_graphs
+    return prog

@@ -62,32 +62,80 @@ def train_steps(prog, ctx, steps, inputs, bar):
     return _finish(ctx, dev, history, B)
 
 
+class _Step:
+    """One training step on the GPU, written so that a CUDA graph of it can be replayed: every
+    buffer a step reads is updated in place (parameter values, optimizer state), never rebound."""
+
+    def __init__(self, cp, prog, ctx, grad, dev, start_mem, chans, frames):
+        self.cp, self.prog, self.opt, self.grad, self.dev = cp, prog, ctx.optimizer, grad, dev
+        self.start_mem, self.chans, self.frames = start_mem, chans, frames
+        B = prog.instances
+        self.bmem = cp.zeros((grad.backward_plan.layout.size, B), cp.float32)
+        self.loss = cp.zeros(B, cp.float64)
+        self.grads = cp.zeros((len(dev.params), B), cp.float64)
+
+    def run(self) -> None:
+        cp, fwd, grad, dev, B = self.cp, self.prog.forward, self.grad, self.dev, self.prog.instances
+        fwd.mem[...] = self.start_mem
+        fwd.mem[dev.mem_rows] = dev.values.astype(cp.float32)
+        out = grad.forward_kernel.execute(fwd.mem_view(), self.frames, self.chans)
+        self.loss[...] = out[grad.loss_id].reshape(self.frames, B).astype(cp.float64).mean(axis=0)
+        self.bmem.fill(0)
+        tape = {i: out[i] for i in grad.adjoint.tape_ids}
+        grad.backward_kernel.execute(self.bmem[:, 0] if B == 1 else self.bmem, self.frames, [], tape)
+        self.grads[...] = cp.where(dev.has_grad, self.bmem[dev.grad_rows].astype(cp.float64), 0.0)
+        held = {(name, key): v for name, st in self.opt.state.items() for key, v in st.items()}
+        for k, p in enumerate(dev.params):
+            dev.values[k] = self.opt.update(p.name, dev.values[k], self.grads[k])
+        cp.clip(dev.values, dev.low, dev.high, out=dev.values)
+        for (name, key), old in held.items():  # the optimizer rebinds its state: copy back
+            new = self.opt.state[name][key]
+            if new is not old:
+                old[...] = new
+                self.opt.state[name][key] = old
+
+    def capture(self, stream):
+        """A CUDA graph of one step, or None when the step cannot be captured (a host sync, an
+        allocation the warmed-up pool cannot serve): then steps keep running one by one."""
+        try:
+            stream.begin_capture()
+            try:
+                self.run()
+            finally:
+                graph = stream.end_capture()
+            return graph
+        except Exception:  # noqa: BLE001 - any capture failure falls back to plain launches
+            return None
+
+
+EAGER_STEPS = 2  # steps launched one by one before the capture (warm the memory pool and cuFFT plans)
+
+
 def _run(cp, prog, ctx, grad, dev, start_mem, chans, frames, steps, bar):
-    fwd, B, P = prog.forward, prog.instances, len(dev.params)
-    losses = cp.empty((steps, B), cp.float64)
-    grads = cp.empty((steps, P, B), cp.float64)
+    B, P = prog.instances, len(dev.params)
+    losses, grads = cp.empty((steps, B), cp.float64), cp.empty((steps, P, B), cp.float64)
     values = cp.empty((steps, P, B), cp.float64)
-    bmem = cp.zeros((grad.backward_plan.layout.size, B), cp.float32)
-    opt = ctx.optimizer
-    _optimizer_to(opt.state, cp.asarray)
+    step = _Step(cp, prog, ctx, grad, dev, start_mem, chans, frames)
+    _optimizer_to(ctx.optimizer.state, cp.asarray)
+    stream, pool, graph = cp.cuda.Stream(non_blocking=True), cp.cuda.MemoryPool(), None
+    cp.cuda.Device().synchronize()  # what the null stream wrote, before the side stream reads it
     try:
-        for s in range(steps):
-            fwd.mem[...] = start_mem
-            fwd.mem[dev.mem_rows] = dev.values.astype(cp.float32)
-            out = grad.forward_kernel.execute(fwd.mem_view(), frames, chans)
-            losses[s] = out[grad.loss_id].reshape(frames, B).astype(cp.float64).mean(axis=0)
-            bmem.fill(0)
-            grad.backward_kernel.execute(
-                bmem[:, 0] if B == 1 else bmem, frames, [], {i: out[i] for i in grad.adjoint.tape_ids}
-            )
-            grads[s] = cp.where(dev.has_grad, bmem[dev.grad_rows].astype(cp.float64), 0.0)
-            for k, p in enumerate(dev.params):
-                dev.values[k] = opt.update(p.name, dev.values[k], grads[s, k])
-            dev.values = cp.clip(dev.values, dev.low, dev.high)
-            values[s] = dev.values
-            bar.update(1)
+        # a private pool: the blocks a captured graph uses are never handed to anyone else
+        with cp.cuda.using_allocator(pool.malloc), stream:
+            for s in range(steps):
+                if graph is not None:
+                    graph.launch(stream)
+                else:
+                    step.run()
+                    if s == EAGER_STEPS - 1 and steps > EAGER_STEPS and prog.cuda_graphs:
+                        _optimizer_to(ctx.optimizer.state, cp.asarray)  # state made by step 0
+                        graph = step.capture(stream)
+                losses[s], grads[s], values[s] = step.loss, step.grads, dev.values
+                bar.update(1)
     finally:
-        _optimizer_to(opt.state, lambda v: v.get() if isinstance(v, cp.ndarray) else v)
+        stream.synchronize()
+        _optimizer_to(ctx.optimizer.state, lambda v: v.get() if isinstance(v, cp.ndarray) else v)
+    prog.last_train_graphed = graph is not None
     return losses.get(), grads.get(), values.get()
 
 

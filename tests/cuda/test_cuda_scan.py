@@ -36,9 +36,11 @@ def test_affine_blocks_qualify_and_nonlinear_ones_do_not():
     g.output(1, g.biquad(g.input(0), 800.0, 0.7, 1.0, 0.0))
     assert [k.scan for k in _sequential_launches(g)] and all(k.scan > 0 for k in _sequential_launches(g))
 
-    for build in (lambda g, x: g.n(Op.phasor(g.alloc()), x, 0.0),  # frac: not affine
-                  lambda g, x: g.delay(x, 3.0, 8),  # memory cells: not in registers
-                  lambda g, x: _tanh_loop(g, x)):  # tanh of the state
+    for build in (
+        lambda g, x: g.n(Op.phasor(g.alloc()), x, 0.0),  # frac: not affine
+        lambda g, x: g.delay(x, 3.0, 8),  # memory cells: not in registers
+        lambda g, x: _tanh_loop(g, x),
+    ):  # tanh of the state
         g = dgen.Graph()
         g.output(0, build(g, g.input(0)))
         assert all(k.scan == 0 for k in _sequential_launches(g))

@@ -32,9 +32,9 @@ def seed_fit(instances):
     return g, (freq, lfo), loss
 
 
-def _fit(build, instances, optimizer, steps, x=None, split=(), per_step=False):
+def _fit(build, instances, optimizer, steps, x=None, split=(), per_step=False, graphs=True):
     g, params, loss = build(instances)
-    prog = dgen.compile(g, backend="cuda", frame_count=1024, backwards=True, instances=instances)
+    prog = dgen.compile(g, backend="cuda", frame_count=1024, backwards=True, instances=instances, cuda_graphs=graphs)
     ctx = dgen.TrainingContext(list(params), optimizer, loss, prog)
     callback = (lambda c: None) if per_step else None  # a callback forces the per-step loop
     for n in (*split, steps - sum(split)):
@@ -46,9 +46,11 @@ def _fit(build, instances, optimizer, steps, x=None, split=(), per_step=False):
 @pytest.mark.parametrize(
     "make_optimizer", [lambda: dgen.Adam(lr=30.0), lambda: dgen.SGD(lr=1e4, momentum=0.5)], ids=["adam", "sgd-momentum"]
 )
-def test_fused_loop_equals_per_step_loop(instances, make_optimizer):
+@pytest.mark.parametrize("graphs", [True, False], ids=["cuda-graph", "launches"])
+def test_fused_loop_equals_per_step_loop(instances, make_optimizer, graphs):
     x = np.random.default_rng(1).standard_normal((instances, 1, 1024)).astype(np.float32)
-    fused = _fit(biquad_fit, instances, make_optimizer(), 12, x, split=(5,))  # resumes optimizer state
+    fused = _fit(biquad_fit, instances, make_optimizer(), 12, x, split=(5,), graphs=graphs)  # resumes state
+    assert fused.program.last_train_graphed == graphs
     stepped = _fit(biquad_fit, instances, make_optimizer(), 12, x, per_step=True)
     assert fused.steps == stepped.steps == 12
     for a, b in zip(fused.history, stepped.history):
@@ -67,6 +69,7 @@ def test_fused_loop_equals_per_step_loop(instances, make_optimizer):
 def test_fused_seed_loop_moves_toward_target():
     """The seed graph with its spectral loss (cuFFT), trained on the GPU: same as per step."""
     fused = _fit(seed_fit, 2, dgen.Adam(lr=0.5), 8)
+    assert fused.program.last_train_graphed  # cuFFT and the spectral kernels inside the graph
     stepped = _fit(seed_fit, 2, dgen.Adam(lr=0.5), 8, per_step=True)
     for a, b in zip(fused.history, stepped.history):
         assert_close(np.asarray(a["loss"]), np.asarray(b["loss"]), rtol=1e-5, atol=0, what="loss")
