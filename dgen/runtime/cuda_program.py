@@ -66,11 +66,13 @@ def compile_module(source: str):
 SCAN_THREADS = 32768  # chunks x instances a scan aims for: enough warps to fill the GPU
 
 
-def scan_chunk(frames: int, B: int) -> int:
-    """Frames per chunk of a scanned sequential block; `frames` (no scan) when B alone fills
-    the GPU or the frames are too few to split (chunks of at least 64 frames)."""
+def scan_chunk(frames: int, B: int, cells: int = 1) -> int:
+    """Frames per chunk of a scanned sequential block of `cells` cells, or `frames` (no scan).
+    A scan's latency is about (cells + 2) chunk lengths plus the walk over the chunks, so it
+    needs at least 2 (cells + 2) chunks to halve the loop's; chunks have at least 64 frames and
+    chunks x B stays near SCAN_THREADS (beyond that B alone fills the GPU)."""
     chunks = min(frames // 64, SCAN_THREADS // max(B, 1))
-    return frames if chunks < 2 else -(-frames // chunks)
+    return frames if chunks < 2 * (cells + 2) else -(-frames // chunks)
 
 
 def sequential_threads(B: int) -> int:
@@ -158,7 +160,7 @@ class CudaKernel:
             fb = (np.int32(frames), np.int32(B))
             for launch in self.csource.launches[st.name]:
                 args = (dmem, *fb, *(arrays[i] for i in launch.reads + launch.writes))
-                chunk = scan_chunk(frames, B) if launch.scan and self.scan else frames
+                chunk = scan_chunk(frames, B, launch.scan) if launch.scan and self.scan else frames
                 if chunk < frames:
                     self._scan(functions, launch, args, chunk, frames, B)
                     continue

@@ -81,8 +81,9 @@ def test_scanned_kernel_matches_loop_and_reference(reverse, instances):
     mems = {s: cp.zeros((p.layout.size, instances), np.float32) for s in kernels}
     mem_r = np.zeros((p.layout.size, instances), np.float32)
     rng = np.random.default_rng(5)
+    scanned = []
     for frames in (1000, 4099, 200):  # chunks of uneven length; state carried between calls
-        assert scan_chunk(frames, instances) < frames
+        scanned.append(scan_chunk(frames, instances, 3) < frames)  # 3 cells; 200 frames: the loop
         x = rng.standard_normal((frames, instances)).astype(np.float32)
         k = rng.uniform(0.5, 0.95, (frames, instances)).astype(np.float32)
         want = ref.execute(mem_r, frames, [x, k])
@@ -91,6 +92,7 @@ def test_scanned_kernel_matches_loop_and_reference(reverse, instances):
             assert_close(got[False][i].get(), want[i], rtol=1e-6, atol=1e-6, what=f"loop, {frames} frames")
             assert_close(got[True][i].get(), want[i], rtol=1e-4, atol=1e-4, what=f"scan, {frames} frames")
         assert_close(mems[True].get(), mem_r, rtol=1e-4, atol=1e-4, what=f"state after {frames} frames")
+    assert scanned == [True, True, False]
 
 
 @requires_cuda
