@@ -250,11 +250,11 @@ class CudaProgram(Program):
     backend = "cuda"
     dtype = F32
 
-    def __init__(self, plan, frame_count, instances=1, keep=()):
+    def __init__(self, plan, frame_count, instances=1, keep=(), scan=False):
         self.cp = require_cupy()
         super().__init__(plan, frame_count, instances)
         self.mem = self.cp.asarray(self.mem)
-        self.kernel = CudaKernel(plan.graph, plan.schedule, plan.layout, F32, plan.reverse, keep)
+        self.kernel = CudaKernel(plan.graph, plan.schedule, plan.layout, F32, plan.reverse, keep, scan=scan)
         self.kernel.build()  # compile now: errors show at compile()
         self._source = self.kernel.source
 
@@ -375,15 +375,16 @@ class CudaTrainingProgram(TrainingProgram):
 
 def cuda_program(graph, frame_count=4096, backwards=False, instances=1, **options):
     """`dgen.compile(..., backend="cuda")`. Options: keep (node ids whose values
-    `execute_values` returns), dtype (float32 only), scan (default True: training kernels run
-    affine sequential blocks as chunked scans when B is small, render/cuda_scan.py; results
-    then differ from the frame-by-frame loop by rounding. Forward-only programs never scan:
-    their runs stay bit-exact under streaming and across instance counts), cuda_graphs
+    `execute_values` returns), dtype (float32 only), scan (run affine sequential blocks as
+    chunked scans when B is small, render/cuda_scan.py; results then differ from the
+    frame-by-frame loop by rounding. Default None: training kernels scan, forward-only
+    programs do not, so their runs stay bit-exact under streaming and across instance counts;
+    True or False for both), cuda_graphs
     (default True: `TrainingContext.train` replays a CUDA graph of one step, cuda_train.py)."""
     from ..pipeline import plan
 
     keep = options.pop("keep", ())
-    scan = bool(options.pop("scan", True))
+    scan = options.pop("scan", None)
     cuda_graphs = bool(options.pop("cuda_graphs", True))
     dtype = np.dtype(options.pop("dtype", F32))
     options.pop("expand", None)  # always expanded (phasor/accum/latch become history loops)
@@ -392,12 +393,12 @@ def cuda_program(graph, frame_count=4096, backwards=False, instances=1, **option
     if options:
         raise TypeError(f"unknown option(s) for the CUDA backend: {sorted(options)}")
     require_cupy()
-    forward = CudaProgram(plan(graph, expand=True), frame_count, instances, keep=keep)
+    forward = CudaProgram(plan(graph, expand=True), frame_count, instances, keep=keep, scan=scan is True)
     if not backwards:
         return forward
 
     def factory(p, keep):
-        return CudaKernel(p.graph, p.schedule, p.layout, F32, p.reverse, keep, scan=scan)
+        return CudaKernel(p.graph, p.schedule, p.layout, F32, p.reverse, keep, scan=scan is not False)
 
     prog = CudaTrainingProgram(forward, factory)  # training_program(...) with a GPU-resident step
     prog.cuda_graphs = cuda_graphs

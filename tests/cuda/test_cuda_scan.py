@@ -121,3 +121,25 @@ def test_scanned_training_matches_loop(build, instances):
 
 def _launches(kernel):
     return [k for ls in kernel.csource.launches.values() for k in ls]
+
+
+@requires_cuda
+def test_forward_program_scans_only_when_asked():
+    """Forward-only programs keep the exact loop by default; scan=True gives the same signal up
+    to rounding, streamed over calls."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 1, 8192)).astype(np.float32)
+    runs = {}
+    for scan in (None, True):
+        g = _one_pole_bank()
+        kw = {} if scan is None else {"scan": True}
+        prog = dgen.compile(g, backend="cuda", frame_count=4096, **kw)
+        k = np.full((1, 1, 4096), 0.9, np.float32)
+        runs[scan] = np.concatenate([prog.run(np.concatenate([x[:, :, i : i + 4096], k], axis=1))
+                                     for i in (0, 4096)], axis=-1)
+        assert prog.kernel.scan == (scan is True)
+    ref = dgen.compile(_one_pole_bank(), backend="reference", frame_count=4096, dtype=np.float32)
+    k = np.full((1, 1, 4096), 0.9, np.float32)
+    want = np.concatenate([ref.run(np.concatenate([x[:, :, i : i + 4096], k], axis=1)) for i in (0, 4096)], axis=-1)
+    assert_close(runs[None], want, rtol=1e-6, atol=1e-6, what="loop")
+    assert_close(runs[True], want, rtol=1e-4, atol=1e-4, what="scan")
