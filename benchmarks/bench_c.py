@@ -8,10 +8,12 @@ phasor_sin, sine_bank (16 sines), sos (one section), karplus (delay line with fe
 a two-point average, re-plucked every second), fm_biquad (FM pair into an RBJ lowpass).
 
 What is timed:
-- dgen: `prog.run(frames=FRAMES)` of a program compiled with `dgen.compile(g, backend="c",
-  instances=B)`, B = 1 and 64, FRAMES = 65536 per call (so the ~10-20 us of Python per call is
-  under 2% of it); wall time of the whole call (perf_counter), which includes allocating the
-  (B, 1, FRAMES) result array. State carries over between calls, as in a stream.
+- dgen: `prog.run(frames=F)` of a program compiled with `dgen.compile(g, backend="c",
+  instances=B)`: B = 1 with F = 65536, B = 64 with F = 16384 (about 1 ms or more per call, so
+  the ~15 us of Python per call is a few % at most; at B = 64 the 4 MB result stays in cache,
+  a 16 MB one measured slower). Wall time of the whole call (perf_counter), which includes
+  allocating and zeroing the (B, 1, F) result array and writing every sample into it. State
+  carries over between calls, as in a stream.
 - Faust: `benchmarks/peers/faust_bench.py` (`faust -lang c`, scalar and `-vec`, compiled with
   dgen's flags `-O3 -march=native -fno-math-errno`), its C harness calling `compute` on blocks of
   256 frames, timed inside C. Faust at 64 instances is 64 separate DSP instances computed one
@@ -49,7 +51,7 @@ import dgen  # noqa: E402
 from dgen import Op  # noqa: E402
 
 TWO_PI = 2 * math.pi
-FRAMES = 65536
+FRAMES = {1: 65536, 64: 16384}  # frames per run() call, by instances
 CHECK_FRAMES = {"karplus": 45100}  # past the re-pluck at 44100; the others: 4096
 ATOL = 5e-4
 
@@ -111,9 +113,10 @@ def fm_biquad(g):
 PATCHES = {f.__name__: f for f in (phasor_sin, sine_bank, sos, karplus, fm_biquad)}
 
 
-def compile_patch(name, instances, frames=FRAMES):
+def compile_patch(name, instances, frames=None):
     g = dgen.Graph(sample_rate=fb.SAMPLE_RATE)
     g.output(0, PATCHES[name](g))
+    frames = frames or FRAMES[instances]
     return dgen.compile(g, backend="c", frame_count=frames, instances=instances)
 
 
@@ -134,8 +137,9 @@ def check(name):
 
 
 # ---------------------------------------------------------------------- timing
-def time_dgen(prog, instances, frames=FRAMES, min_seconds=0.3):
-    """samples/s of prog.run(frames=...): the best call of those made in ~min_seconds."""
+def time_dgen(prog, instances, min_seconds=0.3):
+    """samples/s of prog.run(): the best call of those made in ~min_seconds."""
+    frames = FRAMES[instances]
     prog.run(frames=frames)  # warm: pages of the result, caches
     best, spent = math.inf, 0.0
     while spent < min_seconds:
@@ -227,7 +231,7 @@ def main(argv=None):
         **machine(),
         "load_before": load0,
         "load_after": os.getloadavg(),
-        "frames_per_call": FRAMES,
+        "frames_per_call": {f"x{b}": f for b, f in FRAMES.items()},
         "faust_block": 256,
         "repeats": args.repeats,
         "cpu_pin": args.cpu,

@@ -62,6 +62,21 @@ static inline void vf_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf dgen_blend_(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 static inline vf dgen_mask01_(vi m) { return (vf)(m & vi_splat(DGEN_ONE_BITS)); }
 static inline vi dgen_signbit_(vf x) { return (vi)x & vi_splat(DGEN_SIGN_BITS); }
+/* DGEN_ALL_ZERO_(d): every bit of the vi d is 0 (one vptest where the ISA has it) */
+#if defined(__AVX512F__) && DGEN_W == 16
+#define DGEN_ALL_ZERO_(d) (_mm512_test_epi32_mask((__m512i)(d), (__m512i)(d)) == 0)
+#elif defined(__AVX__) && DGEN_W == 8
+#define DGEN_ALL_ZERO_(d) _mm256_testz_si256((__m256i)(d), (__m256i)(d))
+#elif defined(__SSE4_1__) && DGEN_W == 4
+#define DGEN_ALL_ZERO_(d) _mm_testz_si128((__m128i)(d), (__m128i)(d))
+#else
+static inline int dgen_all_zero_(vi d) {
+    int32_t any = 0;
+    for (int l = 0; l < DGEN_W; l++) any |= d[l];
+    return any == 0;
+}
+#define DGEN_ALL_ZERO_(d) dgen_all_zero_(d)
+#endif
 
 /* ---- denormals: flush to zero inside a kernel --------------------------
    Use as the first and last statements of a block:

@@ -1,0 +1,64 @@
+"""Instances in lanes: the code paths chosen per stage or per frame (docs/c_backend.md).
+
+- memory ops: one contiguous vector when every lane holds the same index, per-lane accesses
+  otherwise; both against the float32 reference, for all four memory ops;
+- small frame loops interleave two instance groups per pass, with a plain loop for a group
+  left over: instance counts giving 1 to 5 groups against the reference.
+"""
+
+import numpy as np
+import pytest
+from _csupport import CLOSE, assert_close, programs, requires_cc, stream
+
+import dgen
+from dgen import Op
+
+pytestmark = requires_cc
+
+N = 300
+EXACT = dict(rtol=0.0, atol=float(np.finfo(np.float32).tiny))  # up to flushed denormals
+
+
+def memory_graph():
+    """Every memory op on one cell, indices and values from inputs."""
+    g = dgen.Graph()
+    idx, val = g.input(0), g.input(1)
+    buf = g.alloc(7)
+    w = g.n(Op.memory_write(buf), idx, val)
+    r = g.seq(w, g.n(Op.memory_read(buf), idx + 3.0))
+    acc = g.seq(r, g.n(Op.memory_accum(buf), idx + 1.0, val * 0.5))
+    took = g.seq(acc, g.n(Op.memory_take(buf), idx + 2.0))
+    g.output(0, r)
+    g.output(1, took)
+    g.output(2, g.delay(val, 5.5, 9))  # a delay line: every lane writes one slot
+    return g
+
+
+def memory_inputs(rng, B, same_index):
+    idx = np.floor(rng.uniform(-3, 12, (1 if same_index else B, N))).astype(np.float32)
+    idx = np.broadcast_to(idx, (B, N)).copy()
+    if not same_index:
+        idx[:, ::7] = idx[0, ::7]  # some frames uniform anyway: both paths in one run
+    val = rng.standard_normal((B, N)).astype(np.float32)
+    return np.stack([idx, val], axis=1)
+
+
+@pytest.mark.parametrize("same_index", [True, False])
+def test_memory_ops_uniform_and_mixed_indices(same_index):
+    B = 21
+    c, ref = programs(memory_graph(), frame_count=N, instances=B)
+    x = memory_inputs(np.random.default_rng(5), B, same_index)
+    assert_close(stream(c, x, chunks=(1, 99, 200)), stream(ref, x, chunks=(1, 99, 200)), what="memory", **EXACT)
+
+
+@pytest.mark.parametrize("B", [2, 9, 17, 33, 40, 80])
+def test_interleaved_groups_match_reference(B):
+    g = dgen.Graph()
+    phase = g.n(Op.phasor(g.alloc()), g.input(0), 0.0)
+    g.output(0, g.n(Op.sin, phase * 6.283185307179586))
+    c, ref = programs(g, frame_count=N, instances=B)
+    assert "g += 2" in c.source  # a small loop: two groups per pass
+    freq = np.random.default_rng(B).uniform(20, 9000, (B, 1, N)).astype(np.float32)
+    assert_close(
+        stream(c, freq, chunks=(1, 99, 200)), stream(ref, freq, chunks=(1, 99, 200)), what="phasor sin", **CLOSE
+    )
