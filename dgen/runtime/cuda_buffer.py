@@ -10,11 +10,14 @@ strided view (window i starts hop*i samples after window 0) and cuFFT runs over 
 contiguous axis; no index arrays are built or uploaded. Magnitude differences are reduced in
 one fused kernel and the gradient's overlap-add is one kernel (each output sample sums its
 own taps: deterministic, no atomics). Windows are processed in chunks so the materialised
-windows stay under GATHER_BUDGET floats. Ops missing from GPU_BUFFER_OPS run on the host
-(CudaKernel copies their operands).
+windows stay under GATHER_BUDGET floats. With hop 1 and windows up to cuda_sdft.MAX_WINDOW
+the loss and its gradient are running sums instead (cuda_sdft.py: no FFT, no windows in
+memory). Ops missing from GPU_BUFFER_OPS run on the host (CudaKernel copies their operands).
 """
 
 from __future__ import annotations
+
+from . import cuda_sdft
 
 GATHER_BUDGET = 1 << 27  # float32 window samples per chunk (512 MB)
 
@@ -99,6 +102,8 @@ def spectral_loss(cp, op, sub, a, b):
     first, count = _first_end(N, hop, phase)
     loss_t = cp.zeros((B, N), cp.float64)
     sq_mag_diff = _kernels(cp)["sq_mag_diff"]
+    if cuda_sdft.usable(W, hop):  # a window at every frame: running sums (cuda_sdft.py)
+        loss_t, count = cuda_sdft.loss(cp, W, pa, pb), 0
     for i0, i1 in _chunks(count, W * B):
         start = first + hop * i0  # window ending at frame n starts at padded index n
         fa = cp.fft.rfft(_windows(cp, pa, start, i1 - i0, hop, W), axis=-1)
@@ -118,6 +123,8 @@ def spectral_loss_grad(cp, op, sub, adj, a, b):
     zeros = cp.zeros((W - 1, B), a.dtype)
     pa, pb = _padded_t(cp, zeros, a), _padded_t(cp, zeros, b)
     adj_t = cp.ascontiguousarray(adj.T, dtype=cp.float32)
+    if cuda_sdft.usable(W, hop):
+        return cp.ascontiguousarray(cuda_sdft.grad(cp, W, pa, pb, adj_t).T, dtype=cp.float32)
     grad_t = cp.zeros(pa.shape, cp.float64)
     k = _kernels(cp)
     first, count = _first_end(N, hop)

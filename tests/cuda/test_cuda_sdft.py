@@ -1,0 +1,56 @@
+"""The hop-1 spectral loss as running sums on the GPU (runtime/cuda_sdft.py) against the
+NumPy reference (FFT per window, float64 here) and against central finite differences of
+that reference, for the window sizes it serves, over calls that carry the window history."""
+
+import numpy as np
+import pytest
+from _csupport import assert_close
+from _cudasupport import requires_cuda
+
+import dgen
+from dgen import Op
+
+pytestmark = requires_cuda
+
+
+@pytest.mark.parametrize("window", [4, 64, 128])
+@pytest.mark.parametrize("instances", [1, 3])
+def test_running_sum_loss_matches_fft_reference(window, instances):
+    import cupy as cp
+
+    from dgen.runtime.cuda_buffer import spectral_loss
+
+    op = Op.spectral_loss(dgen.Graph().alloc(2 * window - 1), window, 1)
+    rng = np.random.default_rng(window)
+    mem_h = np.zeros((2 * window - 1, instances), np.float64)
+    mem_d = cp.zeros((2 * window - 1, instances), np.float32)
+    for frames in (700, 3, 1000):  # one chunk and several; history carried across calls
+        a, b = (rng.standard_normal((frames, instances)).astype(np.float32) for _ in range(2))
+        want = op.run(mem_h, 0, a.astype(np.float64), b.astype(np.float64))
+        got = spectral_loss(cp, op, mem_d, cp.asarray(a), cp.asarray(b)).get()
+        assert_close(got, want, rtol=2e-6, atol=1e-6 * np.abs(want).max(), what=f"loss, {frames} frames")
+
+
+@pytest.mark.parametrize("window", [8, 64])
+def test_running_sum_gradient_matches_reference_and_finite_differences(window):
+    import cupy as cp
+
+    from dgen.runtime.cuda_buffer import spectral_loss_grad
+
+    gop = Op.spectral_loss_grad(window, 1)
+    op = Op.spectral_loss(dgen.Graph().alloc(2 * window - 1), window, 1)
+    rng = np.random.default_rng(2)
+    frames, instances = 600, 2
+    a, b, adj = (rng.standard_normal((frames, instances)) for _ in range(3))
+    want = gop.ref(adj, a, b)
+    got = spectral_loss_grad(cp, gop, None, *(cp.asarray(v.astype(np.float32)) for v in (adj, a, b))).get()
+    assert_close(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max(), what="gradient vs FFT reference")
+    for m in (0, window - 1, frames // 2, frames - 1):  # central differences of sum_n adj[n] loss[n]
+        bumped = []
+        for h in (1e-5, -1e-5):
+            x = a.copy()
+            x[m, 0] += h
+            mem = np.zeros((2 * window - 1, instances))
+            bumped.append(np.sum(adj[:, 0] * op.run(mem, 0, x, b)[:, 0]))
+        fd = (bumped[0] - bumped[1]) / 2e-5
+        assert abs(got[m, 0] - fd) <= 1e-3 * max(1.0, abs(fd)), (m, got[m, 0], fd)
