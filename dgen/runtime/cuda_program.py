@@ -272,8 +272,13 @@ class CudaProgram(Program):
         if not params:
             return
         rows = [self.plan.layout.offsets[p.cell.id] for p in params]
-        vals = np.stack([np.asarray(p.instance_values(self.instances), F32).reshape(self.instances)
-                         for p in params])
+        raw = np.stack([np.asarray(p.instance_values(self.instances), np.float64) for p in params])
+        big = np.abs(raw).max(axis=1) > np.finfo(F32).max
+        if big.any():
+            p = params[int(np.argmax(big))]
+            raise RunInputError(f"parameter {p.name!r}: value {p.value} is beyond the float32 range of the "
+                                "cuda backend")
+        vals = raw.astype(F32)
         if isinstance(self.mem, np.ndarray):
             self.mem[rows] = vals
         else:
@@ -343,8 +348,9 @@ class CudaTrainingProgram(TrainingProgram):
         if frames != self.frame_count:
             raise RunInputError(f"forward_backward runs frame_count={self.frame_count} frames, "
                                 f"inputs have {frames}")
-        fwd._sync_parameters()
-        values = grad.forward_kernel.execute(fwd.mem_view(), frames, fwd.channel_arrays(x))
+        with fwd.exclusive("forward_backward()"):
+            fwd._sync_parameters()
+            values = grad.forward_kernel.execute(fwd.mem_view(), frames, fwd.channel_arrays(x))
         B = self.instances
         loss_dev = values[grad.loss_id].reshape(frames, B).astype(cp.float64).mean(axis=0)
         bmem = cp.zeros((grad.backward_plan.layout.size, B), F32)
