@@ -104,7 +104,7 @@ def expected(x, size, dtype, read_only=False):
 def check_guards(prog, cells):
     lo, buf, hi = cells
     offs = prog.plan.layout.offsets
-    mem = np.asarray(prog.mem)
+    mem = prog.mem.get() if hasattr(prog.mem, "get") else np.asarray(prog.mem)  # CuPy on the CUDA backend
     for c in (lo, hi):
         assert np.all(mem[offs[c.id]: offs[c.id] + c.size] == GUARD), f"guard cell {c.id} was overwritten"
 
