@@ -236,15 +236,14 @@ class _StageWriter:
         L.append("    const size_t stride = (size_t)groups * DGEN_W;")
         L.append("    (void)stride; (void)istride; (void)ostride;")
         L.append("    int g = 0;")
-        for U, loop in (
-            (interleave, f"for (; g + {interleave} <= groups; g += {interleave})"),
-            (1, "for (; g < groups; g++)"),
-        ):
-            if U == 1 or interleave > 1:
-                L.append(f"    {loop} {{")
-                L += [f"        const size_t gw_{u} = (size_t)(g + {u}) * DGEN_W; (void)gw_{u};" for u in range(U)]
-                L += ["    " + line for line in _for_groups(body, U, per_group)]
-                L.append("    }")
+        loops = [(1, "for (; g < groups; g++)")]
+        if interleave > 1:
+            loops.insert(0, (interleave, f"for (; g + {interleave} <= groups; g += {interleave})"))
+        for U, loop in loops:
+            L.append(f"    {loop} {{")
+            L += [f"        const size_t gw_{u} = (size_t)(g + {u}) * DGEN_W; (void)gw_{u};" for u in range(U)]
+            L += ["    " + line for line in _for_groups(body, U, per_group)]
+            L.append("    }")
         return L
 
     def state_loads(self) -> list[str]:
