@@ -10,7 +10,11 @@ arithmetic itself (with B = 64 instances, each taped signal is 1 MiB):
   per step;
 - tapes of `input` nodes: the backward graph reads the same input channel, so the backward
   kernel takes the caller's input arrays as they are (instances in lanes: the instance-major
-  block, transposed tile by tile inside the kernel) instead of a transposed copy per step.
+  block, transposed tile by tile inside the kernel) instead of a transposed copy per step;
+- tapes of per-call invariants (pure functions of parameters and constants, such as `1 - a`
+  or a biquad's coefficients): the backward graph recomputes them from its own `param` nodes,
+  where the scheduler makes them uniforms (once per call), instead of a whole signal written
+  by the forward pass and read back.
 The arithmetic is unchanged: the same nodes compute the same values.
 """
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ops import Op
+from ..ops import PURE, Op
 from ..transform.expand import copy_graph, prune_dead
 
 
@@ -30,9 +34,34 @@ class LeanAdjoint:
     grad_cells: dict  # forward param cell id -> gradient cell, as in Adjoint
 
 
+def invariant_nodes(graph) -> set[int]:
+    """Nodes whose value is the same at every frame of a call: constants, parameters and pure
+    ops of them (node ids are in creation order, so inputs come first)."""
+    inv = set()
+    for nd in graph.nodes:
+        name = nd.op.name
+        if name in ("constant", "param") or (nd.op.kind == PURE and name != "output" and nd.inputs
+                                              and all(i in inv for i in nd.inputs)):
+            inv.add(nd.id)
+    return inv
+
+
 def lean_adjoint(adj, forward_graph) -> LeanAdjoint:
     bwd = adj.graph
     param_cells = {}  # forward cell id -> backward cell
+    invariant, made = invariant_nodes(forward_graph), {}
+
+    def recompute(new, fid):
+        """Forward node fid (invariant) rebuilt in the backward graph over its own params."""
+        if fid not in made:
+            nd = forward_graph.nodes[fid]
+            if nd.op.name == "param":
+                if nd.op.cell.id not in param_cells:
+                    param_cells[nd.op.cell.id] = new.alloc(1)
+                made[fid] = new.n(Op.param(param_cells[nd.op.cell.id], nd.op.label))
+            else:
+                made[fid] = new.n(nd.op, *(recompute(new, i) for i in nd.inputs))
+        return made[fid]
 
     def rewrite(new, nd, ins):
         if nd.op.name != "tape":
@@ -40,10 +69,8 @@ def lean_adjoint(adj, forward_graph) -> LeanAdjoint:
         src = forward_graph.nodes[nd.op.ref_id].op
         if src.name == "input":
             return new.n(Op.input(src.channel))
-        if src.name == "param":
-            if src.cell.id not in param_cells:
-                param_cells[src.cell.id] = new.alloc(1)
-            return new.n(Op.param(param_cells[src.cell.id], src.label))
+        if nd.op.ref_id in invariant:
+            return recompute(new, nd.op.ref_id)
         return None
 
     no_outputs = {nd.id for nd in bwd.nodes if nd.op.name != "output"}
