@@ -51,7 +51,7 @@ def main(name, B):
     print(f"{name} B={B}: step {_step_ms(ctx, x):.3f} ms (median, untimed kernels)")
     log = []
     for kernel_name in ("forward_kernel", "backward_kernel"):
-        fns = getattr(prog.gradient(loss), kernel_name).build()
+        fns = getattr(prog.lean(loss), kernel_name).build()
         for fn_name, fn in list(fns.items()):
             fns[fn_name] = _timed(fn, f"{kernel_name[:3]} {fn_name}", log)
     saved = dict(cuda_buffer.GPU_BUFFER_OPS)

@@ -25,7 +25,6 @@ import numpy as np
 from ..errors import BackendUnavailable, RunInputError
 from ..program import Program
 from ..render.cuda import NVRTC_OPTIONS, VECTOR_THREADS, CudaSource, render_cuda
-from ..train.program import TrainingProgram
 from .cuda_buffer import GPU_BUFFER_OPS
 
 F32 = np.dtype(np.float32)
@@ -334,51 +333,6 @@ class _OnHost:
         self.prog.mem = self.device
 
 
-class CudaTrainingProgram(TrainingProgram):
-    """forward_backward with everything on the GPU: one small copy back per step (the loss
-    per instance and the gradient rows). vjp takes the generic (copying) path."""
-
-    cuda_graphs = True  # TrainingContext.train captures one step as a CUDA graph (cuda_train.py)
-    last_train_graphed = False  # whether the last train() replayed such a graph
-
-    def forward_backward(self, loss=None, inputs=None, parameters=None):
-        fwd, cp = self.forward, self.forward.cp
-        grad = self.gradient(loss if loss is not None else self.default_loss())
-        x, frames = fwd._check_inputs(inputs, self.frame_count)
-        if frames != self.frame_count:
-            raise RunInputError(f"forward_backward runs frame_count={self.frame_count} frames, "
-                                f"inputs have {frames}")
-        with fwd.exclusive("forward_backward()"):
-            fwd._sync_parameters()
-            values = grad.forward_kernel.execute(fwd.mem_view(), frames, fwd.channel_arrays(x))
-        B = self.instances
-        loss_dev = values[grad.loss_id].reshape(frames, B).astype(cp.float64).mean(axis=0)
-        bmem = cp.zeros((grad.backward_plan.layout.size, B), F32)
-        grad.backward_kernel.execute(bmem[:, 0] if B == 1 else bmem, frames, [],
-                                     {i: values[i] for i in grad.adjoint.tape_ids})
-        params = list(parameters if parameters is not None else self.graph.parameters)
-        rows = [grad.adjoint.grad_cells.get(p.cell.id) for p in params]
-        at = [grad.backward_plan.layout.offsets[c.id] for c in rows if c is not None]
-        host_rows = cp.asnumpy(bmem[cp.asarray(at, dtype=cp.int64)]).astype(np.float64) if at else None
-        grads, k = {}, 0
-        for p, c in zip(params, rows):
-            if c is None:
-                grads[p] = np.zeros(B)
-            else:
-                grads[p], k = host_rows[k], k + 1
-        return cp.asnumpy(loss_dev), grads
-
-    def train_steps(self, ctx, steps, inputs, bar):
-        """TrainingContext.train's loop on the GPU, one copy to the host at the end (cuda_train.py)."""
-        from .cuda_train import train_steps
-
-        return train_steps(self, ctx, steps, inputs, bar)
-
-    def vjp(self, *args, **kwargs):
-        with self.forward.on_host():
-            return super().vjp(*args, **kwargs)
-
-
 def cuda_program(graph, frame_count=4096, backwards=False, instances=1, **options):
     """`dgen.compile(..., backend="cuda")`. Options: keep (node ids whose values
     `execute_values` returns), dtype (float32 only), scan (run affine sequential blocks as
@@ -405,6 +359,8 @@ def cuda_program(graph, frame_count=4096, backwards=False, instances=1, **option
 
     def factory(p, keep):
         return CudaKernel(p.graph, p.schedule, p.layout, F32, p.reverse, keep, scan=scan is not False)
+
+    from .cuda_training import CudaTrainingProgram
 
     prog = CudaTrainingProgram(forward, factory)  # training_program(...) with a GPU-resident step
     prog.cuda_graphs = cuda_graphs

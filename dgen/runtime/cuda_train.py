@@ -23,7 +23,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 class _DeviceState:
     """Parameter values, bounds and gradient rows of one fused run, as (P, B) device arrays."""
 
-    def __init__(self, cp, prog, ctx, grad):
+    def __init__(self, cp, prog, ctx, step):
         fwd, B = prog.forward, prog.instances
         self.params = ctx.parameters
         self.values = cp.asarray(np.stack([np.asarray(p.instance_values(B), np.float64) for p in self.params]))
@@ -31,10 +31,9 @@ class _DeviceState:
         self.low = cp.asarray([[-inf if p.min is None else p.min] for p in self.params], cp.float64)
         self.high = cp.asarray([[inf if p.max is None else p.max] for p in self.params], cp.float64)
         self.mem_rows = cp.asarray([fwd.plan.layout.offsets[p.cell.id] for p in self.params], cp.int64)
-        cells = [grad.adjoint.grad_cells.get(p.cell.id) for p in self.params]
-        offsets = grad.backward_plan.layout.offsets
-        self.has_grad = cp.asarray([[c is not None] for c in cells])
-        self.grad_rows = cp.asarray([offsets[c.id] if c is not None else 0 for c in cells], cp.int64)
+        rows = [step.grad_rows.get(p.cell.id) for p in self.params]
+        self.has_grad = cp.asarray([[r is not None] for r in rows])
+        self.grad_rows = cp.asarray([0 if r is None else r for r in rows], cp.int64)
 
 
 def _optimizer_to(state: dict, convert) -> None:
@@ -48,7 +47,7 @@ def train_steps(prog, ctx, steps, inputs, bar):
     if type(ctx.optimizer).__name__ not in SUPPORTED_OPTIMIZERS or ctx.loss is None and not prog.graph.outputs():
         return _python_loop(ctx, steps, inputs, bar)
     fwd, cp, B = prog.forward, prog.forward.cp, prog.instances
-    grad = prog.gradient(ctx.loss if ctx.loss is not None else prog.default_loss())
+    lean = prog.lean(ctx.loss)
     x, frames = fwd._check_inputs(inputs, prog.frame_count)
     if frames != prog.frame_count:
         raise errors.RunInputError(f"train runs frame_count={prog.frame_count} frames, inputs have {frames}")
@@ -57,8 +56,8 @@ def train_steps(prog, ctx, steps, inputs, bar):
         fwd._sync_parameters()
         start_mem = fwd.mem.copy()
         chans = fwd.channel_arrays(x)
-        dev = _DeviceState(cp, prog, ctx, grad)
-        history = _run(cp, prog, ctx, grad, dev, start_mem, chans, frames, steps, bar)
+        dev = _DeviceState(cp, prog, ctx, lean)
+        history = _run(cp, prog, ctx, lean, dev, start_mem, chans, frames, steps, bar)
     return _finish(ctx, dev, history, B)
 
 
@@ -66,23 +65,19 @@ class _Step:
     """One training step on the GPU, written so that a CUDA graph of it can be replayed: every
     buffer a step reads is updated in place (parameter values, optimizer state), never rebound."""
 
-    def __init__(self, cp, prog, ctx, grad, dev, start_mem, chans, frames):
-        self.cp, self.prog, self.opt, self.grad, self.dev = cp, prog, ctx.optimizer, grad, dev
+    def __init__(self, cp, prog, ctx, lean, dev, start_mem, chans, frames):
+        self.cp, self.prog, self.opt, self.lean, self.dev = cp, prog, ctx.optimizer, lean, dev
         self.start_mem, self.chans, self.frames = start_mem, chans, frames
         B = prog.instances
-        self.bmem = cp.zeros((grad.backward_plan.layout.size, B), cp.float32)
+        self.bmem = cp.zeros((lean.size, B), cp.float32)
         self.loss = cp.zeros(B, cp.float64)
         self.grads = cp.zeros((len(dev.params), B), cp.float64)
 
     def run(self) -> None:
-        cp, fwd, grad, dev, B = self.cp, self.prog.forward, self.grad, self.dev, self.prog.instances
+        cp, fwd, dev = self.cp, self.prog.forward, self.dev
         fwd.mem[...] = self.start_mem
         fwd.mem[dev.mem_rows] = dev.values.astype(cp.float32)
-        out = grad.forward_kernel.execute(fwd.mem_view(), self.frames, self.chans)
-        self.loss[...] = out[grad.loss_id].reshape(self.frames, B).astype(cp.float64).mean(axis=0)
-        self.bmem.fill(0)
-        tape = {i: out[i] for i in grad.adjoint.tape_ids}
-        grad.backward_kernel.execute(self.bmem[:, 0] if B == 1 else self.bmem, self.frames, [], tape)
+        self.loss[...] = self.prog.run_step(self.lean, self.chans, self.frames, self.bmem)
         self.grads[...] = cp.where(dev.has_grad, self.bmem[dev.grad_rows].astype(cp.float64), 0.0)
         held = {(name, key): v for name, st in self.opt.state.items() for key, v in st.items()}
         for k, p in enumerate(dev.params):
@@ -111,11 +106,11 @@ class _Step:
 EAGER_STEPS = 2  # steps launched one by one before the capture (warm the memory pool and cuFFT plans)
 
 
-def _run(cp, prog, ctx, grad, dev, start_mem, chans, frames, steps, bar):
+def _run(cp, prog, ctx, lean, dev, start_mem, chans, frames, steps, bar):
     B, P = prog.instances, len(dev.params)
     losses, grads = cp.empty((steps, B), cp.float64), cp.empty((steps, P, B), cp.float64)
     values = cp.empty((steps, P, B), cp.float64)
-    step = _Step(cp, prog, ctx, grad, dev, start_mem, chans, frames)
+    step = _Step(cp, prog, ctx, lean, dev, start_mem, chans, frames)
     _optimizer_to(ctx.optimizer.state, cp.asarray)
     stream, pool, graph = cp.cuda.Stream(non_blocking=True), cp.cuda.MemoryPool(), None
     cp.cuda.Device().synchronize()  # what the null stream wrote, before the side stream reads it
