@@ -98,17 +98,44 @@ class Program:
         return [x[0, c] if self.instances == 1 else np.ascontiguousarray(x[:, c].T) for c in range(x.shape[1])]
 
     # ------------------------------------------------------------------ running
-    def run(self, inputs=None, frames=None) -> np.ndarray:
+    def run(self, inputs=None, frames=None, out=None) -> np.ndarray:
         """Render `frames` frames (default frame_count); state carries over between calls.
 
         inputs: (channels, frames), or (instances, channels, frames) when instances > 1.
         Returns (outputs, frames), or (instances, outputs, frames).
+        out: optional C-contiguous array of exactly that shape and the program's dtype;
+        the result is written into it and `out` itself is returned (no allocation per call).
         """
         x, frames = self._check_inputs(inputs, frames)
+        if out is not None:
+            self._check_out(out, x, frames)
         with self.exclusive("run()"):
             self._sync_parameters()
-            out = self._execute(x, frames)  # (B, O, frames)
-        return out[0] if self.instances == 1 else out
+            if out is None:
+                res = self._execute(x, frames)  # (B, O, frames)
+                return res[0] if self.instances == 1 else res
+            self._execute_into(x, frames, out if self.instances > 1 else out[None])
+        return out
+
+    def _check_out(self, out, x, frames) -> None:
+        want = (self.n_outputs, frames) if self.instances == 1 else (self.instances, self.n_outputs, frames)
+        if not isinstance(out, np.ndarray):
+            raise RunInputError(f"out must be a NumPy array of shape {want} and dtype {np.dtype(self.dtype).name}, "
+                                f"got {type(out).__name__}")
+        if out.shape != want:
+            raise RunInputError(f"out has shape {out.shape}; this run writes {want} (outputs, frames)"
+                                f"{' with a leading instance axis' if self.instances > 1 else ''}")
+        if out.dtype != self.dtype:
+            raise RunInputError(f"out has dtype {out.dtype}; the {self.backend} backend writes "
+                                f"{np.dtype(self.dtype).name}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise RunInputError("out must be C-contiguous and writeable (pass np.empty(shape, dtype))")
+        if np.may_share_memory(out, x):
+            raise RunInputError("out overlaps the inputs; give it its own array")
+
+    def _execute_into(self, x, frames, out) -> None:
+        """Write the (B, O, frames) result into `out`; backends that can, write it in place."""
+        out[...] = self._execute(x, frames)
 
     def _check_inputs(self, inputs, frames):
         if frames is not None and not _positive_int(frames):

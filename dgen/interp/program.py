@@ -22,9 +22,16 @@ class ReferenceProgram(Program):
         return self.kernel.execute(self.mem_view(), frames, self.channel_arrays(x), tape)
 
     def _execute(self, x, frames):
-        values = self.execute_values(x, frames)
         out = np.zeros((self.instances, self.n_outputs, frames), self.dtype)
-        for ch, nd in self.graph.outputs().items():
-            v = values[nd.id]
-            out[:, ch] = v if self.instances == 1 else v.T
+        self._execute_into(x, frames, out)
         return out
+
+    def _execute_into(self, x, frames, out):
+        values = self.execute_values(x, frames)
+        outs = self.graph.outputs()
+        for ch in range(self.n_outputs):
+            if ch not in outs:
+                out[:, ch] = 0  # a channel no output node writes (out may hold anything)
+                continue
+            v = values[outs[ch].id]
+            out[:, ch] = v if self.instances == 1 else v.T

@@ -297,14 +297,27 @@ class CProgram(Program):
         return self.kernel.execute(self.mem_view(), frames, self.channel_arrays(x), tape, outputs)
 
     def _execute(self, x, frames):
-        # output nodes write straight into `out` (instance-major rows, padded to Bp)
         out = np.zeros((self.padded_instances, self.n_outputs, frames), F32)
+        self._write_outputs(x, frames, out)
+        return out[: self.instances]
+
+    def _execute_into(self, x, frames, out):
+        """The kernel writes Bp instance rows: straight into `out` when B is a multiple of
+        DGEN_W (or 1), else into a padded block copied over (B rows)."""
+        if out.shape[0] == self.padded_instances:
+            self._write_outputs(x, frames, out)
+            for ch in set(range(self.n_outputs)) - set(self.graph.outputs()):
+                out[:, ch] = 0  # a channel no output node writes (out may hold anything)
+        else:
+            out[...] = self._execute(x, frames)
+
+    def _write_outputs(self, x, frames, out):
+        # output nodes write straight into `out` (instance-major rows, padded to Bp)
         values = self.execute_values(x, frames, outputs=out)
         for ch, nd in self.graph.outputs().items():
             v = values[nd.id]
             if not np.may_share_memory(v, out):  # an output node other nodes also read
                 out[: self.instances, ch] = v.T if self.lanes else v
-        return out[: self.instances]
 
 
 _KERNEL_OPTIONS = ("tile", "flags", "width", "mvec")
