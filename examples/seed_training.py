@@ -141,7 +141,7 @@ def main(argv=None) -> int:
           f"{time.perf_counter() - start:.1f} s)", file=sys.stderr)
     dgen.save_audio(out / "seed_training.wav", render(prog, best), 44100)
     dgen.plot_history(history, out / "seed_training_loss.png",
-                      title="seed training: best instance (coarse multi-resolution loss, then the seed's loss)",
+                      title="seed training, best instance:\ncoarse multi-resolution loss, then the seed's loss",
                       targets={"frequency": TARGET_FREQ, "lfo_frequency": TARGET_LFO},
                       marks={" seed loss": (2 * args.iterations) // 3})
     ok = abs(f - TARGET_FREQ) < 1.0 and abs(lf - TARGET_LFO) < 0.1
