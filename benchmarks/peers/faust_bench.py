@@ -155,7 +155,7 @@ def patch_path(patch: str) -> Path:
     return p
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tool_versions() -> str:
     fv = subprocess.run(["faust", "--version"], capture_output=True, text=True).stdout.splitlines()
     gv = subprocess.run([CC, "--version"], capture_output=True, text=True).stdout.splitlines()

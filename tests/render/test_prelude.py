@@ -151,8 +151,8 @@ def make_inputs(seed=1234, scale=1):
 def c_source():
     runs = []
     for name, (arity, _, _) in FUNCS.items():
-        args = ", ".join("vf_load(%s + i)" % a for a in "xyz"[:arity])
-        sargs = ", ".join("%s[i]" % a for a in "xyz"[:arity])
+        args = ", ".join(f"vf_load({a} + i)" for a in "xyz"[:arity])
+        sargs = ", ".join(f"{a}[i]" for a in "xyz"[:arity])
         runs.append(f"    for (i = 0; i < n; i += DGEN_W) vf_store(o + i, vf_{name}({args}));\n"
                     f"    o += n;\n    for (i = 0; i < n; i++) o[i] = sf_{name}({sargs});\n    o += n;")
     return f"""#include "{PRELUDE_H}"
