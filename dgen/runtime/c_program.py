@@ -16,6 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..program import Program
+from ..render.c import HEAD as C_HEAD
 from ..render.c import CSource, render_c
 from . import cc
 
@@ -89,7 +90,7 @@ class CKernel:
     def build(self, lanes: bool) -> _Build:
         if lanes not in self._builds:
             csource = self.render(lanes)
-            lib = cc.compile_library(csource.source, self.flags)
+            lib = cc.compile_library(csource.source, self.flags, head=C_HEAD)
             funcs = {}
             for st in csource.stages:
                 fn = lib[st.name]
