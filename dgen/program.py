@@ -130,7 +130,7 @@ class Program:
                                 f"{np.dtype(self.dtype).name}")
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise RunInputError("out must be C-contiguous and writeable (pass np.empty(shape, dtype))")
-        if np.may_share_memory(out, x):
+        if isinstance(x, np.ndarray) and np.may_share_memory(out, x):  # (CUDA takes CuPy inputs)
             raise RunInputError("out overlaps the inputs; give it its own array")
 
     def _execute_into(self, x, frames, out) -> None:
