@@ -55,8 +55,8 @@ class TrainingProgram:
             parts += [getattr(k, "source", "") for k in kernels]
         return "\n".join(p for p in parts if p)
 
-    def run(self, inputs=None, frames=None):
-        return self.forward.run(inputs, frames)
+    def run(self, inputs=None, frames=None, out=None):
+        return self.forward.run(inputs, frames, out=out)
 
     def reset(self):
         self.forward.reset()

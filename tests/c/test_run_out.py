@@ -87,3 +87,17 @@ def test_out_overlapping_inputs_is_refused():
     buf = np.ones((1, 16), np.float32)
     with pytest.raises(RunInputError, match="overlaps"):
         prog.run(buf, out=buf)
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_training_program_run_takes_out(backend):
+    """A program compiled with backwards=True runs forward like the plain one, out= included."""
+    g = _graph()
+    p = dgen.Parameter(g, 0.5, name="gain")
+    g.n(Op.output(1), g.n(Op.mul, g.n(Op.input(0)), p.node()))
+    plain = dgen.compile(g, backend=backend, frame_count=64)
+    training = dgen.compile(g, backend=backend, frame_count=64, backwards=True)
+    x = _inputs(1, 64)
+    out = np.empty((3, 64), plain.dtype)
+    assert training.run(x, out=out) is out
+    np.testing.assert_array_equal(out, plain.run(x))
