@@ -17,6 +17,8 @@ import ctypes
 
 import numpy as np
 
+from .sources import missing_tape
+
 F32 = np.dtype(np.float32)
 
 
@@ -71,7 +73,7 @@ class BoundKernel:
 
     def _tape(self, key):
         if key not in self.tape:
-            raise ValueError(f"the graph reads the tape of forward node {key}; it was not given")
+            raise missing_tape(key)
         arr = self.tape[key]
         if arr.dtype != F32 or arr.shape != self.shape or not arr.flags.c_contiguous:
             raise ValueError(f"tape {key} must be a contiguous float32 {self.shape} array to be bound")

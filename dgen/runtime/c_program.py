@@ -19,6 +19,7 @@ from ..program import Program
 from ..render.c import HEAD as C_HEAD
 from ..render.c import CSource, render_c
 from . import cc
+from .sources import source_signal
 
 F32 = np.dtype(np.float32)
 _STAGE_ARGS = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int, ctypes.c_long,
@@ -204,7 +205,7 @@ class CKernel:
                     arr = outputs[0, s.key]
                     values[s.node] = outputs[:, s.key].T if lanes else arr
                 else:
-                    arr = self._source_signal(s.kind, s.key, ins, tape, values, s.node)
+                    arr = source_signal(s.kind, s.key, ins, tape, values, s.node)
                 ptrs[k] = arr.ctypes.data
             built.functions[st.name](pmem.ctypes.data, ptrs, frames, Bp // built.width if lanes else 1,
                                      istride, outputs.shape[1] * frames)
@@ -212,18 +213,6 @@ class CKernel:
             if i not in values:
                 values[i] = self._whole(i, pmem, values, ins, tape, shape, B, lanes, padded=True)
         return values
-
-    @staticmethod
-    def _source_signal(kind, key, ins, tape, values, node):
-        if kind == "input":
-            if key >= len(ins):
-                raise ValueError(f"the graph reads input channel {key}; {len(ins)} channel(s) given")
-            return ins[key]
-        if kind == "tape":
-            if key not in tape:
-                raise ValueError(f"the graph reads the tape of forward node {key}; it was not given")
-            return tape[key]
-        return values[node]
 
     def _whole(self, i, pmem, values, ins, tape, shape, B, lanes, padded=False):
         """Node i as a whole signal (buffer-op operands and kept sources)."""
@@ -237,7 +226,7 @@ class CKernel:
             v = np.broadcast_to(pmem[self.layout.offsets[nd.op.cell.id]], shape).copy()
         elif name in ("input", "tape"):
             key = nd.op.channel if name == "input" else nd.op.ref_id
-            v = self._source_signal(name, key, ins, tape, values, i)
+            v = source_signal(name, key, ins, tape, values, i)
             if name == "input" and lanes:
                 v = v.T  # instance-major rows -> (frames, Bp)
         else:

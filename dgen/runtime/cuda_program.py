@@ -26,6 +26,7 @@ from ..errors import BackendUnavailable, RunInputError
 from ..program import Program
 from ..render.cuda import NVRTC_OPTIONS, VECTOR_THREADS, CudaSource, render_cuda
 from .cuda_buffer import GPU_BUFFER_OPS
+from .sources import source_signal
 
 F32 = np.dtype(np.float32)
 _MODULES: dict[str, object] = {}  # sha256 of source -> cupy.RawModule
@@ -152,7 +153,7 @@ class CudaKernel:
                 if st.written(s):  # "out", or "output": kept by node id here too
                     values[s.node] = arrays[s.node] = cp.empty((frames, B), F32)
                 else:
-                    arrays[s.node] = self._source_signal(s.kind, s.key, ins, tape, values, s.node)
+                    arrays[s.node] = source_signal(s.kind, s.key, ins, tape, values, s.node)
             for n in st.buffered:
                 if n not in arrays:
                     arrays[n] = cp.empty((frames, B), F32)
@@ -190,18 +191,6 @@ class CudaKernel:
         functions[f"{launch.name}_p2"]((-(-B // threads),), (threads,), (*common, fin, init))
         functions[f"{launch.name}_p3"]((-(-C * B // threads),), (threads,), (*common, init, *arrays))
 
-    @staticmethod
-    def _source_signal(kind, key, ins, tape, values, node):
-        if kind == "input":
-            if key >= len(ins):
-                raise ValueError(f"the graph reads input channel {key}; {len(ins)} channel(s) given")
-            return ins[key]
-        if kind == "tape":
-            if key not in tape:
-                raise ValueError(f"the graph reads the tape of forward node {key}; it was not given")
-            return tape[key]
-        return values[node]
-
     def _whole(self, cp, i, dmem, values, ins, tape, frames, B):
         """Node i as a whole (frames, B) signal (buffer-op operands and kept sources)."""
         nd = self.graph.nodes[i]
@@ -214,7 +203,7 @@ class CudaKernel:
             return cp.broadcast_to(dmem[self.layout.offsets[nd.op.cell.id]], (frames, B)).copy()
         if name in ("input", "tape"):
             key = nd.op.channel if name == "input" else nd.op.ref_id
-            return self._source_signal(name, key, ins, tape, values, i)
+            return source_signal(name, key, ins, tape, values, i)
         raise RuntimeError(f"node {i} ({name}) has no whole-signal value in the CUDA kernel (a dgen bug)")
 
     def _buffer_block(self, cp, block, dmem, values, ins, tape, frames, B):
