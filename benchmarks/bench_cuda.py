@@ -43,7 +43,8 @@ def seed_graph(B, training):
     lfo = dgen.Parameter(g, np.full(B, 8.5), name="lfo", min=0.1, max=100.0)
     two_pi = 2.0 * math.pi
     learned = g.n(Op.sin, g.n(Op.phasor(g.alloc()), freq.node(), 0.0) * two_pi) * g.n(
-        Op.phasor(g.alloc()), lfo.node(), 0.0)
+        Op.phasor(g.alloc()), lfo.node(), 0.0
+    )
     target = g.n(Op.sin, g.n(Op.phasor(g.alloc()), 300.0, 0.0) * two_pi) * g.n(Op.phasor(g.alloc()), 10.0, 0.0)
     if training:
         loss = 100.0 * g.spectral_loss(learned, target, 64) + 0.003 * g.n(Op.mse, learned, target)
@@ -56,8 +57,7 @@ def seed_graph(B, training):
 
 def biquad_graph(B, training):
     g = dgen.Graph()
-    cutoff = dgen.Parameter(g, np.geomspace(300.0, 6000.0, B) if B > 1 else 800.0, name="cutoff",
-                            min=20.0, max=20000.0)
+    cutoff = dgen.Parameter(g, np.geomspace(300.0, 6000.0, B) if B > 1 else 800.0, name="cutoff", min=20.0, max=20000.0)
     q = dgen.Parameter(g, 0.9, name="q", min=0.1, max=10.0)
     x = g.input(0)
     y = g.biquad(x, cutoff.node(), q.node(), 1.0, 0.0)
@@ -180,16 +180,26 @@ def main(argv=None):
     ap.add_argument("--graphs", nargs="+", default=["seed", "biquad"])
     ap.add_argument("--budget", type=float, default=1.5, help="seconds of repeats per measurement")
     ap.add_argument("--max-c-batch", type=int, default=1024, help="largest B timed on the C backend")
-    ap.add_argument("--max-host-train-batch", type=int, default=64,
-                    help="largest B for seed training on dgen C (its spectral loss runs in NumPy)")
+    ap.add_argument(
+        "--max-host-train-batch",
+        type=int,
+        default=64,
+        help="largest B for seed training on dgen C (its spectral loss runs in NumPy)",
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     rows = []
 
     def record(what, backend, name, B, secs):
-        row = dict(what=what, backend=backend, graph=name, B=B, seconds=secs,
-                   samples_per_s=B * FRAMES / secs if what == "forward" else None,
-                   steps_per_s=1.0 / secs if what != "forward" else None)
+        row = dict(
+            what=what,
+            backend=backend,
+            graph=name,
+            B=B,
+            seconds=secs,
+            samples_per_s=B * FRAMES / secs if what == "forward" else None,
+            steps_per_s=1.0 / secs if what != "forward" else None,
+        )
         rows.append(row)
         rate = f"{row['samples_per_s']:.3e} samples/s" if what == "forward" else f"{1 / secs:9.2f} steps/s"
         print(f"{what:8} {name:7} {backend:6} B={B:<6} {secs * 1e3:10.3f} ms  {rate}", flush=True)

@@ -152,7 +152,7 @@ def soak(seconds: float, control_no_ftz=False, progress=True) -> dict:
             t0 = perf()
             y = run(frames=BLOCK)
             block_ns[k * per + j] = perf() - t0
-            y_blocks[:, j * BLOCK:(j + 1) * BLOCK] = y
+            y_blocks[:, j * BLOCK : (j + 1) * BLOCK] = y
         diff = y_blocks != y_long
         if diff.any():
             mismatches += int(diff.sum())
@@ -167,8 +167,11 @@ def soak(seconds: float, control_no_ftz=False, progress=True) -> dict:
         del y_long, y_blocks, diff
         rss[k], pyblocks[k] = rss_mb(), sys.getallocatedblocks()
         if progress and (k % max(1, n_chunks // 20) == 0 or k == n_chunks - 1):
-            print(f"  {(k + 1) / n_chunks:6.1%}  {(k + 1) * chunk / SR:8.1f} s of audio  "
-                  f"{time.perf_counter() - t_start:7.1f} s elapsed  rss {rss[k]:.1f} MB", flush=True)
+            print(
+                f"  {(k + 1) / n_chunks:6.1%}  {(k + 1) * chunk / SR:8.1f} s of audio  "
+                f"{time.perf_counter() - t_start:7.1f} s elapsed  rss {rss[k]:.1f} MB",
+                flush=True,
+            )
     elapsed = time.perf_counter() - t_start
     drift = np.unwrap(phase, period=1.0)  # cycles; grows slowly chunk to chunk
     phase_drift = float(drift[-1])
@@ -185,10 +188,17 @@ def soak(seconds: float, control_no_ftz=False, progress=True) -> dict:
     tenth = max(1, n_chunks // 10)
     warm = slice(min(1, n_chunks - 1), min(1, n_chunks - 1) + tenth)  # after the first chunk
     return {
-        "seconds_of_audio": total / SR, "frames": total, "block": BLOCK, "long_chunk": chunk,
-        "control_no_ftz": control_no_ftz, "wall_s": elapsed, "realtime_factor": (total / SR) / elapsed,
-        "mismatching_samples": mismatches, "max_abs_diff": max_diff,
-        "block_us_median": block_us, "long_ns_per_frame_median": long_ns,
+        "seconds_of_audio": total / SR,
+        "frames": total,
+        "block": BLOCK,
+        "long_chunk": chunk,
+        "control_no_ftz": control_no_ftz,
+        "wall_s": elapsed,
+        "realtime_factor": (total / SR) / elapsed,
+        "mismatching_samples": mismatches,
+        "max_abs_diff": max_diff,
+        "block_us_median": block_us,
+        "long_ns_per_frame_median": long_ns,
         "slowdown_block_denormal_vs_loud": block_us["denormal"] / block_us["loud"],
         "slowdown_block_silent_vs_loud": block_us["silent"] / block_us["loud"],
         "slowdown_long_denormal_vs_loud": long_ns["denormal"] / long_ns["loud"],
@@ -198,14 +208,16 @@ def soak(seconds: float, control_no_ftz=False, progress=True) -> dict:
         "phasor_freq_error_ppm": phase_drift / (total * inc) * 1e6,
         "phasor_drift_max_step_cycles": float(np.max(np.abs(np.diff(drift)))) if n_chunks > 1 else 0.0,
         "memory": {
-            "rss_mb_start": float(np.median(rss[warm])), "rss_mb_end": float(np.median(rss[-tenth:])),
+            "rss_mb_start": float(np.median(rss[warm])),
+            "rss_mb_end": float(np.median(rss[-tenth:])),
             "rss_growth_mb": float(np.median(rss[-tenth:]) - np.median(rss[warm])),
             "rss_max_mb": float(rss.max()),
             "py_blocks_growth": int(np.median(pyblocks[-tenth:]) - np.median(pyblocks[warm])),
             "tracemalloc_bytes_per_run": leak,
         },
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
-        "python": platform.python_version(), "numpy": np.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
     }
 
 
@@ -223,8 +235,12 @@ def verdict(r: dict, control=False) -> list[str]:
         problems.append(f"{m['tracemalloc_bytes_per_run']:.1f} bytes kept per run() (tracemalloc)")
     if sum(r["denormal_output_samples"].values()):
         problems.append(f"denormal outputs (not flushed): {r['denormal_output_samples']}")
-    for key in ("slowdown_block_denormal_vs_loud", "slowdown_block_silent_vs_loud",
-                "slowdown_long_denormal_vs_loud", "slowdown_long_silent_vs_loud"):
+    for key in (
+        "slowdown_block_denormal_vs_loud",
+        "slowdown_block_silent_vs_loud",
+        "slowdown_long_denormal_vs_loud",
+        "slowdown_long_silent_vs_loud",
+    ):
         if r[key] > 1.25:
             problems.append(f"{key} = {r[key]:.2f}")
     return problems

@@ -13,6 +13,7 @@ functions run over every STRIDE-th float32 bit pattern (STRIDE 1 is exhaustive);
 over 2**32/STRIDE random pairs (random bits, and ranges where results are finite).
 Both are quoted in docs/vector_math.md.
 """
+
 import argparse
 import importlib.util
 import os
@@ -83,8 +84,10 @@ def run(cc, cflags, libs, tmp):
     src = Path(tmp) / "bench.c"
     src.write_text(C_SOURCE.replace("PRELUDE", str(PRELUDE_H)))
     exe = Path(tmp) / "bench"
-    subprocess.run([cc, "-O3", "-march=native", "-fno-math-errno", "-std=c11", *cflags, str(src),
-                    "-o", str(exe), *libs], check=True)
+    subprocess.run(
+        [cc, "-O3", "-march=native", "-fno-math-errno", "-std=c11", *cflags, str(src), "-o", str(exe), *libs],
+        check=True,
+    )
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
     return {line.split()[0]: float(line.split()[1]) for line in out.splitlines()}
 
@@ -154,9 +157,25 @@ def sweep(cc, stride, tmp):
         arity = 2 if fn in ("pow", "atan2") else 1
         args = "a, b" if arity == 2 else "a"
         exe = Path(tmp) / f"sweep_{fn}_{w}"
-        subprocess.run([cc, "-O2", "-march=native", "-fno-math-errno", "-std=c11", "-DDGEN_USE_MVEC",
-                        f"-DDGEN_W={w}", f"-DARITY={arity}", f"-DARGS(a,b)={args}", str(src), "-o", str(exe),
-                        "-lmvec", "-lm"], check=True)
+        subprocess.run(
+            [
+                cc,
+                "-O2",
+                "-march=native",
+                "-fno-math-errno",
+                "-std=c11",
+                "-DDGEN_USE_MVEC",
+                f"-DDGEN_W={w}",
+                f"-DARITY={arity}",
+                f"-DARGS(a,b)={args}",
+                str(src),
+                "-o",
+                str(exe),
+                "-lmvec",
+                "-lm",
+            ],
+            check=True,
+        )
         out = subprocess.run([str(exe), str(stride)], capture_output=True, text=True, check=True).stdout.split()
         return fn, w, float(out[0]), float(out[2])
 

@@ -6,19 +6,19 @@ reference), run it, and fit its parameters with `TrainingContext`.
 
 from .audio import load_audio, save_audio
 from .errors import (
-                     AlgebraicLoopError,
-                     ArityError,
-                     BackendUnavailable,
-                     CellConflictError,
-                     ConcurrentRunError,
-                     DgenError,
-                     ForeignNodeError,
-                     GraphError,
-                     NonFiniteConstantError,
-                     RunInputError,
-                     TrainingError,
-                     UnknownOpError,
-                     WindowSizeError,
+    AlgebraicLoopError,
+    ArityError,
+    BackendUnavailable,
+    CellConflictError,
+    ConcurrentRunError,
+    DgenError,
+    ForeignNodeError,
+    GraphError,
+    NonFiniteConstantError,
+    RunInputError,
+    TrainingError,
+    UnknownOpError,
+    WindowSizeError,
 )
 from .fit import fit_many
 from .graph import Cell, Graph, Node
@@ -30,9 +30,33 @@ from .train import SGD, Adam, Optimizer, Parameter, TrainingContext
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "Node", "Cell", "Op", "compile", "generate", "DgenError", "GraphError", "ArityError",
-           "ForeignNodeError", "UnknownOpError", "NonFiniteConstantError", "AlgebraicLoopError",
-           "CellConflictError", "WindowSizeError", "RunInputError", "BackendUnavailable", "TrainingError",
-           "ConcurrentRunError",
-           "Parameter", "TrainingContext", "SGD", "Adam", "Optimizer", "load_audio", "save_audio",
-           "plot_history", "fit_many"]
+__all__ = [
+    "Graph",
+    "Node",
+    "Cell",
+    "Op",
+    "compile",
+    "generate",
+    "DgenError",
+    "GraphError",
+    "ArityError",
+    "ForeignNodeError",
+    "UnknownOpError",
+    "NonFiniteConstantError",
+    "AlgebraicLoopError",
+    "CellConflictError",
+    "WindowSizeError",
+    "RunInputError",
+    "BackendUnavailable",
+    "TrainingError",
+    "ConcurrentRunError",
+    "Parameter",
+    "TrainingContext",
+    "SGD",
+    "Adam",
+    "Optimizer",
+    "load_audio",
+    "save_audio",
+    "plot_history",
+    "fit_many",
+]

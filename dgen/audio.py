@@ -19,8 +19,10 @@ def load_audio(path, sample_rate=None) -> tuple[np.ndarray, int]:
     """(channels, frames) float32 and the file's rate; refuses to resample silently."""
     data, rate = _soundfile().read(str(path), dtype="float32", always_2d=True)
     if sample_rate is not None and int(sample_rate) != rate:
-        raise RunInputError(f"{path}: sample rate is {rate} Hz but {int(sample_rate)} Hz was asked for; "
-                            "dgen does not resample: convert the file first (e.g. sox in.wav -r 44100 out.wav)")
+        raise RunInputError(
+            f"{path}: sample rate is {rate} Hz but {int(sample_rate)} Hz was asked for; "
+            "dgen does not resample: convert the file first (e.g. sox in.wav -r 44100 out.wav)"
+        )
     return np.ascontiguousarray(data.T), rate
 
 

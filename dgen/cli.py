@@ -27,7 +27,7 @@ SUBTYPES = {"float": "FLOAT", "pcm16": "PCM_16", "pcm24": "PCM_24"}
 
 
 def default_backend() -> str:
-    """"c" where a C compiler exists, else "reference"."""
+    """ "c" where a C compiler exists, else "reference"."""
     from .errors import BackendUnavailable
     from .runtime.cc import find_compiler
 
@@ -54,8 +54,8 @@ def render_graph(g, frames: int, inputs=None, backend: str = "c", chunk: int = 6
     with progress_bar(total=frames, desc="rendering", enable=progress) as bar:
         for at in range(0, frames, chunk):
             n = min(chunk, frames - at)
-            x = None if inputs is None else inputs[:, at:at + n]
-            out[:, at:at + n] = prog.run(x, frames=n)
+            x = None if inputs is None else inputs[:, at : at + n]
+            out[:, at : at + n] = prog.run(x, frames=n)
             bar.update(n)
     return out
 
@@ -90,8 +90,7 @@ def cmd_render(args) -> int:
     out = render_graph(g, frames, inputs, backend, progress=args.progress)
     save_audio(args.output, out, rate, subtype=SUBTYPES[args.format])
     peak = float(np.max(np.abs(out))) if out.size else 0.0
-    _say(f"wrote {args.output}: {out.shape[0]} channel(s), {frames} frames at {rate:g} Hz ({backend}), "
-         f"peak {peak:.3g}")
+    _say(f"wrote {args.output}: {out.shape[0]} channel(s), {frames} frames at {rate:g} Hz ({backend}), peak {peak:.3g}")
     return 0
 
 
@@ -125,9 +124,11 @@ def cmd_graph(args) -> int:
     if dot is None:
         dot_path = out.with_suffix(".dot")
         dot_path.write_text(text)
-        _say(f"Graphviz is not installed (no 'dot' program on PATH), so {out} was not drawn.\n"
-             f"Wrote the graph as DOT text to {dot_path} instead. Install Graphviz (apt-get install graphviz, "
-             f"brew install graphviz) and run:  dot -T{fmt} {dot_path} -o {out}")
+        _say(
+            f"Graphviz is not installed (no 'dot' program on PATH), so {out} was not drawn.\n"
+            f"Wrote the graph as DOT text to {dot_path} instead. Install Graphviz (apt-get install graphviz, "
+            f"brew install graphviz) and run:  dot -T{fmt} {dot_path} -o {out}"
+        )
         return 0
     proc = subprocess.run([dot, f"-T{fmt}", "-o", str(out)], input=text.encode(), capture_output=True)
     if proc.returncode != 0:
@@ -152,9 +153,18 @@ def cmd_train(args) -> int:
     from .fitpatch import train_patch
 
     windows = tuple(int(w) for w in args.windows.split(","))
-    result = train_patch(args.patch, args.target, steps=args.steps, lr=args.lr, out=args.out,
-                         backend=args.backend or default_backend(), input_path=args.input, windows=windows,
-                         mse_weight=args.mse_weight, progress=args.progress)
+    result = train_patch(
+        args.patch,
+        args.target,
+        steps=args.steps,
+        lr=args.lr,
+        out=args.out,
+        backend=args.backend or default_backend(),
+        input_path=args.input,
+        windows=windows,
+        mse_weight=args.mse_weight,
+        progress=args.progress,
+    )
     for name, value in result["parameters"].items():
         print(f"{name} = {value:.6g}")
     _say(f"final loss {result['final_loss']:.6g}; wrote " + ", ".join(result["files"]))
@@ -177,18 +187,30 @@ input channel after the patch's own inputs. Writes DIR/params.json (fitted value
 def _common(p, sample_rate=True):
     p.add_argument("patch", help="a Python file defining build(g)")
     if sample_rate:
-        p.add_argument("--sample-rate", type=float, default=None,
-                       help="graph sample rate in Hz (default: the input file's, else 44100)")
+        p.add_argument(
+            "--sample-rate",
+            type=float,
+            default=None,
+            help="graph sample rate in Hz (default: the input file's, else 44100)",
+        )
 
 
 def _progress(p):
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
-                   help="no progress bar (it is shown only on a terminal anyway)")
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=None,
+        help="no progress bar (it is shown only on a terminal anyway)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="dgen", description="dgen: an audio DSP compiler with autodiff. "
-                                 "A patch is a Python file defining build(g); see README 'Command line'.")
+    ap = argparse.ArgumentParser(
+        prog="dgen",
+        description="dgen: an audio DSP compiler with autodiff. "
+        "A patch is a Python file defining build(g); see README 'Command line'.",
+    )
     from . import __version__
 
     ap.add_argument("--version", action="version", version=f"dgen {__version__}")
@@ -199,40 +221,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the WAV file to write (one channel per output)")
     p.add_argument("--seconds", type=float, default=None, help="length (default: the input's, else 2 s)")
     p.add_argument("--input", help="audio file whose channels the patch reads with g.input(i)")
-    p.add_argument("--backend", choices=["c", "reference", "cuda"], default=None,
-                   help="default: c when a C compiler exists, else reference")
+    p.add_argument(
+        "--backend",
+        choices=["c", "reference", "cuda"],
+        default=None,
+        help="default: c when a C compiler exists, else reference",
+    )
     p.add_argument("--format", choices=sorted(SUBTYPES), default="float", help="sample format (default float)")
     _progress(p)
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("emit", help="print or write the generated source",
-                       description="Write the source code dgen generates for a patch.")
+    p = sub.add_parser(
+        "emit",
+        help="print or write the generated source",
+        description="Write the source code dgen generates for a patch.",
+    )
     _common(p)
     p.add_argument("--backend", choices=["c", "cuda"], default="c")
     p.add_argument("-o", "--output", default=None, help="file to write (default: stdout)")
     p.add_argument("--instances", type=int, default=1, help="instances in SIMD lanes (default 1)")
     p.set_defaults(func=cmd_emit)
 
-    p = sub.add_parser("graph", help="draw the graph with Graphviz",
-                       description="Draw a patch's graph: nodes coloured by block kind (vector, sequential, "
-                       "buffer), feedback clusters boxed. Needs Graphviz's `dot` for .svg/.png/.pdf; without "
-                       "it the .dot file is written next to the requested path.")
+    p = sub.add_parser(
+        "graph",
+        help="draw the graph with Graphviz",
+        description="Draw a patch's graph: nodes coloured by block kind (vector, sequential, "
+        "buffer), feedback clusters boxed. Needs Graphviz's `dot` for .svg/.png/.pdf; without "
+        "it the .dot file is written next to the requested path.",
+    )
     _common(p)
     p.add_argument("-o", "--output", required=True, help="graph.svg, graph.png, graph.pdf or graph.dot")
-    p.add_argument("--expanded", action="store_true",
-                   help="draw the graph as compiled backends see it (phasor/accum/latch expanded)")
+    p.add_argument(
+        "--expanded",
+        action="store_true",
+        help="draw the graph as compiled backends see it (phasor/accum/latch expanded)",
+    )
     p.set_defaults(func=cmd_graph)
 
-    p = sub.add_parser("export", help="export a standalone C library, a WAV host and a Makefile",
-                       description="Write DIR/<name>.h, DIR/<name>.c (create/reset/set_param/process/"
-                       "destroy; no Python or dgen at run time), DIR/host.c (renders to a WAV) and DIR/Makefile.")
+    p = sub.add_parser(
+        "export",
+        help="export a standalone C library, a WAV host and a Makefile",
+        description="Write DIR/<name>.h, DIR/<name>.c (create/reset/set_param/process/"
+        "destroy; no Python or dgen at run time), DIR/host.c (renders to a WAV) and DIR/Makefile.",
+    )
     _common(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("--name", default=None, help="library name, a C identifier (default: the patch's name)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("train", help="fit a patch's parameters to a target sound",
-                       description=TRAIN_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="fit a patch's parameters to a target sound",
+        description=TRAIN_DOC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(p, sample_rate=False)
     p.add_argument("--target", required=True, help="the audio file to fit (its first channel)")
     p.add_argument("--input", default=None, help="audio fed to the patch's g.input(i) (e.g. a dry signal)")
@@ -240,8 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.05, help="Adam step size, in the parameters' units")
     p.add_argument("--windows", default="64,256,1024", help="spectral loss windows (default 64,256,1024)")
     p.add_argument("--mse-weight", type=float, default=0.1, help="weight of the sample MSE term")
-    p.add_argument("--out", default="dgen_fit", metavar="DIR", help="folder for params.json, result.wav, "
-                   "loss.png (default dgen_fit)")
+    p.add_argument(
+        "--out",
+        default="dgen_fit",
+        metavar="DIR",
+        help="folder for params.json, result.wav, loss.png (default dgen_fit)",
+    )
     p.add_argument("--backend", choices=["c", "reference"], default=None)
     _progress(p)
     p.set_defaults(func=cmd_train)

@@ -27,8 +27,7 @@ def _label(nd) -> str:
 
 def _node_line(nd, kind: str, block: int) -> str:
     name = nd.op.name
-    attrs = {"label": _label(nd), "fillcolor": COLORS.get(kind, "white"),
-             "tooltip": f"block {block} ({kind})"}
+    attrs = {"label": _label(nd), "fillcolor": COLORS.get(kind, "white"), "tooltip": f"block {block} ({kind})"}
     if name == "constant":
         attrs.update(shape="plain", style="", fontsize="9", fontcolor="#555555")
         del attrs["fillcolor"]
@@ -51,16 +50,18 @@ def to_dot(graph, plan=None, title: str | None = None) -> str:
     kinds = plan.schedule.kinds
     block_of = {n: k for k, b in enumerate(plan.schedule.blocks) for n in b.nodes}
     cluster_of = plan.feedback.cluster_of()
-    lines = ["digraph dgen {", "  rankdir=TB;",
-             '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
-             '  edge [color="#555555", arrowsize=0.6];']
+    lines = [
+        "digraph dgen {",
+        "  rankdir=TB;",
+        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
+        '  edge [color="#555555", arrowsize=0.6];',
+    ]
     if title:
         lines.append(f"  labelloc=t; label={_quote(title)};")
     for k, cluster in enumerate(plan.feedback.clusters):
         tag = "feedback loop" if k in plan.feedback.loops else "state, no loop,"
         lines.append(f"  subgraph cluster_feedback{k} {{")
-        lines.append(f'    label={_quote(f"{tag} {k}")}; style="rounded,dashed"; color="#cc0000"; '
-                     'fontcolor="#cc0000";')
+        lines.append(f'    label={_quote(f"{tag} {k}")}; style="rounded,dashed"; color="#cc0000"; fontcolor="#cc0000";')
         lines += ["    " + _node_line(graph.nodes[n], kinds[n], block_of.get(n, -1)) for n in cluster]
         lines.append("  }")
     for nd in graph.nodes:
@@ -72,8 +73,10 @@ def to_dot(graph, plan=None, title: str | None = None) -> str:
             lines.append(f"  n{i} -> n{nd.id}{label};")
     for w, r in cell_edges(graph):
         cell = graph.nodes[w].op.cell.id
-        lines.append(f'  n{w} -> n{r} [style=dashed, color="#cc0000", constraint=false, label="c{cell}", '
-                     'fontsize=9, fontcolor="#cc0000"];')
+        lines.append(
+            f'  n{w} -> n{r} [style=dashed, color="#cc0000", constraint=false, label="c{cell}", '
+            'fontsize=9, fontcolor="#cc0000"];'
+        )
     lines += _legend()
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -106,8 +106,7 @@ def _fit_one(build, target, index, cfg) -> FitResult:
     x = x[: g.input_channels()]
     B = cfg.instances
     inputs = x if B == 1 else np.broadcast_to(x, (B, *x.shape))
-    prog = dgen_compile(g, backend=cfg.backend, frame_count=x.shape[1], backwards=True, instances=B,
-                        **cfg.options)
+    prog = dgen_compile(g, backend=cfg.backend, frame_count=x.shape[1], backwards=True, instances=B, **cfg.options)
     ctx = TrainingContext(params, copy.deepcopy(cfg.optimizer), loss, prog)
     ctx.train(cfg.steps, inputs=inputs, progress=False)
     ctx.zero_grad()
@@ -117,8 +116,19 @@ def _fit_one(build, target, index, cfg) -> FitResult:
     return FitResult(index, values, float(final[best]), ctx.history, time.perf_counter() - start, best)
 
 
-def fit_many(build, targets, steps=200, optimizer=None, executor="process", workers=None, backend="c",
-             sample_rate=44100, instances=1, progress=None, **options):
+def fit_many(
+    build,
+    targets,
+    steps=200,
+    optimizer=None,
+    executor="process",
+    workers=None,
+    backend="c",
+    sample_rate=44100,
+    instances=1,
+    progress=None,
+    **options,
+):
     """Fit the patch that `build(g, target)` makes to each of `targets`; returns one FitResult
     per target, in order. optimizer: a dgen optimizer (copied per target; default Adam(lr=0.05)).
     Extra keyword options go to dgen.compile. See this module's docstring for the conventions."""
@@ -128,8 +138,14 @@ def fit_many(build, targets, steps=200, optimizer=None, executor="process", work
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     targets = list(targets)
-    cfg = _Config(int(steps), optimizer if optimizer is not None else Adam(lr=0.05), backend, float(sample_rate),
-                  int(instances), dict(options))
+    cfg = _Config(
+        int(steps),
+        optimizer if optimizer is not None else Adam(lr=0.05),
+        backend,
+        float(sample_rate),
+        int(instances),
+        dict(options),
+    )
     results = [None] * len(targets)
     run = {"serial": _serial, "process": _processes, "ray": _ray}[executor]
     with progress_bar(total=len(targets), desc="fit_many", enable=progress) as bar:
@@ -151,8 +167,10 @@ def _processes(build, targets, cfg, workers):
     try:
         pickle.dumps(build)
     except Exception as e:  # noqa: BLE001 - any pickling failure means the same thing here
-        raise errors.DgenError(f"fit_many(executor='process'): build={build!r} cannot be pickled ({e}); define it "
-                               "at the top level of an importable module, or use executor='ray' or 'serial'") from e
+        raise errors.DgenError(
+            f"fit_many(executor='process'): build={build!r} cannot be pickled ({e}); define it "
+            "at the top level of an importable module, or use executor='ray' or 'serial'"
+        ) from e
     workers = workers or min(len(targets), os.cpu_count() or 1) or 1
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_fit_one, build, t, i, cfg): i for i, t in enumerate(targets)}
@@ -171,8 +189,9 @@ def _ray(build, targets, cfg, workers):
     try:
         import ray
     except ImportError as e:
-        raise errors.BackendUnavailable("fit_many(executor='ray') needs Ray, an optional extra: pip install ray "
-                                        "(or use executor='process')") from e
+        raise errors.BackendUnavailable(
+            "fit_many(executor='ray') needs Ray, an optional extra: pip install ray (or use executor='process')"
+        ) from e
     if not ray.is_initialized():
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=1)(_fit_one)

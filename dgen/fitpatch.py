@@ -19,8 +19,10 @@ from .patch import PatchError, build_patch, read_input
 
 def _signal(returned, path):
     if len(returned) != 1:
-        raise PatchError(f"{path}: for training, build(g) must return the one signal node to fit "
-                         f"(it returned {len(returned)} node(s))")
+        raise PatchError(
+            f"{path}: for training, build(g) must return the one signal node to fit "
+            f"(it returned {len(returned)} node(s))"
+        )
     return returned[0]
 
 
@@ -42,11 +44,20 @@ def fit_graph(path, rate, windows, mse_weight):
     return g, list(g.parameters), sig, channel, loss
 
 
-def train_patch(path, target_path, steps=200, lr=0.05, out="dgen_fit", backend="c", input_path=None,
-                windows=(64, 256, 1024), mse_weight=0.1, progress=None) -> dict:
+def train_patch(
+    path,
+    target_path,
+    steps=200,
+    lr=0.05,
+    out="dgen_fit",
+    backend="c",
+    input_path=None,
+    windows=(64, 256, 1024),
+    mse_weight=0.1,
+    progress=None,
+) -> dict:
     """Fit, then write params.json, result.wav and loss.png into `out`; returns the summary."""
     import dgen
-
 
     if not Path(target_path).is_file():
         raise RunInputError(f"{target_path}: no such target file")
@@ -79,7 +90,11 @@ def _write(out, path, target_path, ctx, initial, final, result, rate, steps, lr)
 
     out.mkdir(parents=True, exist_ok=True)
     summary = {
-        "patch": str(path), "target": str(target_path), "steps": steps, "lr": lr, "final_loss": final,
+        "patch": str(path),
+        "target": str(target_path),
+        "steps": steps,
+        "lr": lr,
+        "final_loss": final,
         "parameters": {p.name: float(np.ravel(p.value)[0]) for p in ctx.parameters},
         "initial": initial,
         "history": ctx.history,

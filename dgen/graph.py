@@ -117,9 +117,7 @@ class Graph:
 
         node_id = len(self.nodes)
         if not isinstance(op, Primitive):
-            raise errors.UnknownOpError(
-                f"node {node_id}: {op!r} is not a dgen op (use Op.add, Op.phasor(cell), ...)"
-            )
+            raise errors.UnknownOpError(f"node {node_id}: {op!r} is not a dgen op (use Op.add, Op.phasor(cell), ...)")
         ids = tuple(self._input_id(node_id, op, i, x) for i, x in enumerate(inputs))
         node = Node(len(self.nodes), op, ids, self)  # numbers above became constant nodes
         op.check(node)
@@ -139,9 +137,7 @@ class Graph:
             return x.id
         if isinstance(x, Real) and not isinstance(x, bool):
             return self.n(Op.constant(float(x))).id
-        raise errors.GraphError(
-            f"node {node_id} ({op.name}): input {position} is {x!r}, expected a Node or a number"
-        )
+        raise errors.GraphError(f"node {node_id} ({op.name}): input {position} is {x!r}, expected a Node or a number")
 
     def _claim_cell(self, node: Node) -> None:
         cell = node.op.cell

@@ -49,12 +49,10 @@ def plan(graph, expand: bool, reverse: bool = False) -> Plan:
     return Plan(graph, feedback, schedule, layout, reverse, node_map)
 
 
-def compile(graph, backend: str = "c", frame_count: int = 4096, backwards: bool = False,
-            instances: int = 1, **options):
+def compile(graph, backend: str = "c", frame_count: int = 4096, backwards: bool = False, instances: int = 1, **options):
     """Compile a graph into a runnable program (spec/api.md)."""
     from .backends import BACKENDS
 
     if backend not in BACKENDS:
         raise errors.BackendUnavailable(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
-    return BACKENDS[backend](graph, frame_count=frame_count, backwards=backwards,
-                             instances=instances, **options)
+    return BACKENDS[backend](graph, frame_count=frame_count, backwards=backwards, instances=instances, **options)

@@ -55,7 +55,8 @@ class Program:
         if not self._busy.acquire(blocking=False):
             raise ConcurrentRunError(
                 f"{what}: this {self.backend} program is already running in another thread; a program has "
-                "one state memory and runs one call at a time (compile one program per thread)")
+                "one state memory and runs one call at a time (compile one program per thread)"
+            )
         try:
             yield
         finally:
@@ -85,8 +86,10 @@ class Program:
             values = p.raw_values(self.instances)  # (1,) or (B,), finite
             big = not abs(float(values[0])) <= limit if values.size == 1 else np.abs(values).max() > limit
             if big:
-                raise RunInputError(f"parameter {p.name!r}: value {p.value} is beyond the {self.dtype.name} "
-                                    f"range of the {self.backend} backend")
+                raise RunInputError(
+                    f"parameter {p.name!r}: value {p.value} is beyond the {self.dtype.name} "
+                    f"range of the {self.backend} backend"
+                )
             self.mem[offsets[p.cell.id]] = values
 
     def mem_view(self):
@@ -120,14 +123,19 @@ class Program:
     def _check_out(self, out, x, frames) -> None:
         want = (self.n_outputs, frames) if self.instances == 1 else (self.instances, self.n_outputs, frames)
         if not isinstance(out, np.ndarray):
-            raise RunInputError(f"out must be a NumPy array of shape {want} and dtype {np.dtype(self.dtype).name}, "
-                                f"got {type(out).__name__}")
+            raise RunInputError(
+                f"out must be a NumPy array of shape {want} and dtype {np.dtype(self.dtype).name}, "
+                f"got {type(out).__name__}"
+            )
         if out.shape != want:
-            raise RunInputError(f"out has shape {out.shape}; this run writes {want} (outputs, frames)"
-                                f"{' with a leading instance axis' if self.instances > 1 else ''}")
+            raise RunInputError(
+                f"out has shape {out.shape}; this run writes {want} (outputs, frames)"
+                f"{' with a leading instance axis' if self.instances > 1 else ''}"
+            )
         if out.dtype != self.dtype:
-            raise RunInputError(f"out has dtype {out.dtype}; the {self.backend} backend writes "
-                                f"{np.dtype(self.dtype).name}")
+            raise RunInputError(
+                f"out has dtype {out.dtype}; the {self.backend} backend writes {np.dtype(self.dtype).name}"
+            )
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise RunInputError("out must be C-contiguous and writeable (pass np.empty(shape, dtype))")
         if isinstance(x, np.ndarray) and np.may_share_memory(out, x):  # (CUDA takes CuPy inputs)
@@ -143,8 +151,9 @@ class Program:
         B, C = self.instances, self.n_inputs
         if inputs is None:
             if C:
-                raise RunInputError(f"the graph reads {C} input channel(s); run() needs inputs of shape "
-                                    f"{self._want_shape(frames)}")
+                raise RunInputError(
+                    f"the graph reads {C} input channel(s); run() needs inputs of shape {self._want_shape(frames)}"
+                )
             return np.zeros((B, 0, frames or self.frame_count), self.dtype), frames or self.frame_count
         try:
             x = np.asarray(inputs)
@@ -158,8 +167,7 @@ class Program:
         if B == 1 and x.ndim == 2:
             x = x[None]
         if x.ndim != 3 or x.shape[0] != B or x.shape[1] != C:
-            raise RunInputError(f"inputs have shape {given}; expected {self._want_shape(frames)}"
-                                f"{self._shape_hint(x)}")
+            raise RunInputError(f"inputs have shape {given}; expected {self._want_shape(frames)}{self._shape_hint(x)}")
         if frames is not None and x.shape[2] != frames:
             raise RunInputError(f"inputs have {x.shape[2]} frames but frames={frames}")
         if x.shape[2] == 0:
@@ -171,8 +179,10 @@ class Program:
                 return np.ascontiguousarray(x, self.dtype), x.shape[2]
         except FloatingPointError:
             b, c, n = np.argwhere(np.isfinite(x) & (np.abs(x) > np.finfo(self.dtype).max))[0]
-            raise RunInputError(f"inputs: value {float(x[b, c, n])!r} (instance {b}, channel {c}, frame {n}) is "
-                                f"beyond the {self.dtype.name} range of the {self.backend} backend") from None
+            raise RunInputError(
+                f"inputs: value {float(x[b, c, n])!r} (instance {b}, channel {c}, frame {n}) is "
+                f"beyond the {self.dtype.name} range of the {self.backend} backend"
+            ) from None
 
     def _shape_hint(self, x) -> str:
         """What is wrong with a (B, C, N)-shaped x, in words."""
@@ -190,5 +200,7 @@ class Program:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return (f"<dgen {self.backend} program: {len(self.graph)} nodes, {len(self.schedule.blocks)} blocks, "
-                f"{self.instances} instance(s), {self.n_inputs} in / {self.n_outputs} out>")
+        return (
+            f"<dgen {self.backend} program: {len(self.graph)} nodes, {len(self.schedule.blocks)} blocks, "
+            f"{self.instances} instance(s), {self.n_inputs} in / {self.n_outputs} out>"
+        )

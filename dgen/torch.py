@@ -40,8 +40,9 @@ def _check_cpu(t, what):
     if not isinstance(t, torch.Tensor):
         raise errors.RunInputError(f"{what}: expected a torch.Tensor, got {type(t).__name__}")
     if t.device.type != "cpu":
-        raise errors.RunInputError(f"{what} is on device {t.device}; dgen.torch runs on CPU tensors only "
-                                   "(move it with .cpu())")
+        raise errors.RunInputError(
+            f"{what} is on device {t.device}; dgen.torch runs on CPU tensors only (move it with .cpu())"
+        )
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
         raise errors.RunInputError(f"{what}: expected real numbers, got dtype {t.dtype}")
 
@@ -85,8 +86,7 @@ class _Runner:
 
     def __init__(self, program, parameters, stateful):
         if not hasattr(program, "vjp"):
-            raise errors.GraphError("dgen.torch needs a program compiled with backwards=True "
-                                    f"(got {program!r})")
+            raise errors.GraphError(f"dgen.torch needs a program compiled with backwards=True (got {program!r})")
         self.program, self.parameters, self.stateful = program, list(parameters), stateful
         fwd = program.forward
         self.B = program.instances
@@ -141,13 +141,17 @@ class _Runner:
 
     def check_values(self, values):
         if len(values) != len(self.parameters):
-            raise errors.RunInputError(f"expected {len(self.parameters)} parameter tensors "
-                                       f"({[p.name for p in self.parameters]}), got {len(values)}")
+            raise errors.RunInputError(
+                f"expected {len(self.parameters)} parameter tensors "
+                f"({[p.name for p in self.parameters]}), got {len(values)}"
+            )
         for p, v in zip(self.parameters, values):
             _check_cpu(v, f"parameter {p.name!r}")
             if v.ndim > 1 or (v.ndim == 1 and v.shape[0] not in (1, self.B)):
-                raise errors.RunInputError(f"parameter {p.name!r} has shape {tuple(v.shape)}; expected () "
-                                           f"(shared) or ({self.B},) (one value per instance)")
+                raise errors.RunInputError(
+                    f"parameter {p.name!r} has shape {tuple(v.shape)}; expected () "
+                    f"(shared) or ({self.B},) (one value per instance)"
+                )
 
 
 def apply(program, x=None, values=(), parameters=None, frames=None, stateful=False):
@@ -173,16 +177,23 @@ class DgenModule(torch.nn.Module):
     with backwards=True. parameters: the dgen.Parameters to expose (default: all of the graph's).
     """
 
-    def __init__(self, graph_or_program, parameters=None, backend="c", frame_count=4096, instances=1,
-                 stateful=False, **options):
+    def __init__(
+        self, graph_or_program, parameters=None, backend="c", frame_count=4096, instances=1, stateful=False, **options
+    ):
         super().__init__()
         from .graph import Graph
         from .pipeline import compile as dgen_compile
 
         prog = graph_or_program
         if isinstance(graph_or_program, Graph):
-            prog = dgen_compile(graph_or_program, backend=backend, frame_count=frame_count, backwards=True,
-                                instances=instances, **options)
+            prog = dgen_compile(
+                graph_or_program,
+                backend=backend,
+                frame_count=frame_count,
+                backwards=True,
+                instances=instances,
+                **options,
+            )
         params = list(prog.graph.parameters if parameters is None else parameters)
         if not all(isinstance(p, Parameter) for p in params):
             raise errors.GraphError("parameters must be dgen.Parameter objects")
@@ -192,8 +203,8 @@ class DgenModule(torch.nn.Module):
         self.runner = _Runner(prog, params, stateful)
         dtype = self.runner.torch_dtype
         self.params = torch.nn.ParameterDict(
-            {p.name: torch.nn.Parameter(torch.tensor(np.asarray(p.value, np.float64), dtype=dtype))
-             for p in params})
+            {p.name: torch.nn.Parameter(torch.tensor(np.asarray(p.value, np.float64), dtype=dtype)) for p in params}
+        )
 
     @property
     def program(self):
@@ -214,12 +225,15 @@ class DgenModule(torch.nn.Module):
     def forward(self, x=None, frames=None, **values):
         unknown = set(values) - set(self.params.keys())
         if unknown:
-            raise errors.RunInputError(f"unknown parameter(s) {sorted(unknown)}; this module has "
-                                       f"{list(self.params.keys())}")
+            raise errors.RunInputError(
+                f"unknown parameter(s) {sorted(unknown)}; this module has {list(self.params.keys())}"
+            )
         tensors = [values.get(p.name, self.params[p.name]) for p in self.runner.parameters]
         return _call(self.runner, x, tensors, frames)
 
     def extra_repr(self) -> str:
         p = self.program
-        return (f"backend={p.backend!r}, instances={p.instances}, inputs={self.runner.n_inputs}, "
-                f"outputs={self.runner.n_outputs}, stateful={self.stateful}")
+        return (
+            f"backend={p.backend!r}, instances={p.instances}, inputs={self.runner.n_inputs}, "
+            f"outputs={self.runner.n_outputs}, stateful={self.stateful}"
+        )

@@ -62,8 +62,10 @@ def drums(g):
     in_bar = g.n(Op.accum(g.alloc()), 1.0, 0.0, 0.0, float(16 * STEP))
     step = g.n(Op.floor, in_bar / float(STEP)) + 1.0  # 1..16, as selector counts
     onset = g.n(Op.eq, in_step, 0.0)
-    t = {name: since_hit(g, onset, g.selector(step, *map(float, pattern)))
-         for name, pattern in (("kick", KICK), ("snare", SNARE), ("hat", HAT))}
+    t = {
+        name: since_hit(g, onset, g.selector(step, *map(float, pattern)))
+        for name, pattern in (("kick", KICK), ("snare", SNARE), ("hat", HAT))
+    }
     noise = lcg_noise(g)
 
     pitch = 45.0 + 120.0 * decay(g, t["kick"], 0.025)
@@ -109,12 +111,19 @@ def main(argv=None) -> dict:
     dgen.save_audio(out / "drums_dry.wav", y[0], SR)
     dgen.save_audio(out / "drums_compressed.wav", y[1], SR)
     before, after = crest_db(y[0]), crest_db(y[1])
-    print(f"{frames / SR:.1f} s loop: short-term crest factor {before:.1f} dB dry -> {after:.1f} dB compressed "
-          f"(peak {np.abs(y[0]).max():.2f} -> {np.abs(y[1]).max():.2f}); "
-          f"{time.perf_counter() - start:.1f} s on {backend}")
-    return {"crest_dry": before, "crest_compressed": after, "peak_dry": float(np.abs(y[0]).max()),
-            "peak_compressed": float(np.abs(y[1]).max()), "ok": after < before - 2.0,
-            "files": [out / "drums_dry.wav", out / "drums_compressed.wav"]}
+    print(
+        f"{frames / SR:.1f} s loop: short-term crest factor {before:.1f} dB dry -> {after:.1f} dB compressed "
+        f"(peak {np.abs(y[0]).max():.2f} -> {np.abs(y[1]).max():.2f}); "
+        f"{time.perf_counter() - start:.1f} s on {backend}"
+    )
+    return {
+        "crest_dry": before,
+        "crest_compressed": after,
+        "peak_dry": float(np.abs(y[0]).max()),
+        "peak_compressed": float(np.abs(y[1]).max()),
+        "ok": after < before - 2.0,
+        "files": [out / "drums_dry.wav", out / "drums_compressed.wav"],
+    }
 
 
 if __name__ == "__main__":

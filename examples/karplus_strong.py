@@ -99,13 +99,21 @@ def main(argv=None) -> dict:
     one.output(0, string(one, lcg_noise(one), t, CHORD[0], 0.0))
     single = dgen.compile(one, backend=backend, frame_count=SR // 2).run()[0]
     measured = pitch(single[2000:])
-    head, tail = np.sqrt(np.mean(y[: SR // 4] ** 2)), np.sqrt(np.mean(y[-SR // 4:] ** 2))
-    print(f"{len(CHORD)} strings, {frames / SR:.0f} s: peak {np.abs(y).max():.3f}, rms first/last quarter second "
-          f"{head:.4f}/{tail:.4f}; low E measured {measured:.2f} Hz (tuned {CHORD[0]} Hz); "
-          f"{time.perf_counter() - start:.1f} s on {backend}")
-    return {"peak": float(np.abs(y).max()), "rms_head": float(head), "rms_tail": float(tail),
-            "pitch": measured, "tuned": CHORD[0], "files": [out / "karplus_strong.wav"],
-            "ok": abs(measured - CHORD[0]) < 0.01 * CHORD[0] and tail < head}
+    head, tail = np.sqrt(np.mean(y[: SR // 4] ** 2)), np.sqrt(np.mean(y[-SR // 4 :] ** 2))
+    print(
+        f"{len(CHORD)} strings, {frames / SR:.0f} s: peak {np.abs(y).max():.3f}, rms first/last quarter second "
+        f"{head:.4f}/{tail:.4f}; low E measured {measured:.2f} Hz (tuned {CHORD[0]} Hz); "
+        f"{time.perf_counter() - start:.1f} s on {backend}"
+    )
+    return {
+        "peak": float(np.abs(y).max()),
+        "rms_head": float(head),
+        "rms_tail": float(tail),
+        "pitch": measured,
+        "tuned": CHORD[0],
+        "files": [out / "karplus_strong.wav"],
+        "ok": abs(measured - CHORD[0]) < 0.01 * CHORD[0] and tail < head,
+    }
 
 
 if __name__ == "__main__":

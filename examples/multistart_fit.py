@@ -88,17 +88,30 @@ def main(argv=None) -> dict:
         mark = "  <- best" if k == best else ""
         print(f"  start index {starts[k]:5.2f} -> {indices[k]:6.3f}, amp {amps[k]:.3f}, loss {losses[k]:9.4g}{mark}")
     converged = int(np.sum(np.abs(indices - TARGET_INDEX) < 0.01))
-    print(f"best: index {indices[best]:.4f}, amp {amps[best]:.4f} (target {TARGET_INDEX}, {TARGET_AMP}); "
-          f"{converged}/{instances} starts converged; {time.perf_counter() - start:.1f} s on {backend}")
+    print(
+        f"best: index {indices[best]:.4f}, amp {amps[best]:.4f} (target {TARGET_INDEX}, {TARGET_AMP}); "
+        f"{converged}/{instances} starts converged; {time.perf_counter() - start:.1f} s on {backend}"
+    )
 
     prog.reset()
     y = prog.run(frames=SR // 2)[best]
     dgen.save_audio(out / "multistart_fit.wav", np.concatenate([y[0], y[1]]), SR)
-    dgen.plot_history(history, out / "multistart_fit_loss.png", title="multi-start fit (best instance)",
-                      targets={"index": TARGET_INDEX, "amp": TARGET_AMP})
+    dgen.plot_history(
+        history,
+        out / "multistart_fit_loss.png",
+        title="multi-start fit (best instance)",
+        targets={"index": TARGET_INDEX, "amp": TARGET_AMP},
+    )
     ok = abs(indices[best] - TARGET_INDEX) < 0.01 and abs(amps[best] - TARGET_AMP) < 0.005
-    return {"index": float(indices[best]), "amp": float(amps[best]), "best": best, "converged": converged,
-            "instances": instances, "ok": ok, "files": [out / "multistart_fit.wav", out / "multistart_fit_loss.png"]}
+    return {
+        "index": float(indices[best]),
+        "amp": float(amps[best]),
+        "best": best,
+        "converged": converged,
+        "instances": instances,
+        "ok": ok,
+        "files": [out / "multistart_fit.wav", out / "multistart_fit_loss.png"],
+    }
 
 
 if __name__ == "__main__":

@@ -58,8 +58,11 @@ def build(instances: int):
     target = g.n(Op.mul, g.n(Op.sin, g.n(Op.mul, phase2, two_pi)), lfo2)
 
     spectral = g.spectral_loss(learned, target, window_size=64)
-    seed_loss = g.n(Op.add, g.n(Op.mul, g.n(Op.constant(100.0)), spectral),
-                    g.n(Op.mul, g.n(Op.constant(0.003)), g.n(Op.mse, learned, target)))
+    seed_loss = g.n(
+        Op.add,
+        g.n(Op.mul, g.n(Op.constant(100.0)), spectral),
+        g.n(Op.mul, g.n(Op.constant(0.003)), g.n(Op.mse, learned, target)),
+    )
     coarse_loss = g.multi_spectral_loss(learned, target, windows=(128, 512, 2048))
     g.n(Op.output(0), seed_loss)
     g.n(Op.output(1), learned)
@@ -84,12 +87,19 @@ def _run_phase(ctx, steps, start, history, log):
         ctx.zero_grad()
         value = np.atleast_1d(ctx.forward_backward())
         best = int(np.argmin(value))
-        history.append({"step": it, "loss": float(value[best]),
-                        "frequency": float(np.atleast_1d(freq.value)[best]),
-                        "lfo_frequency": float(np.atleast_1d(lfo.value)[best])})
+        history.append(
+            {
+                "step": it,
+                "loss": float(value[best]),
+                "frequency": float(np.atleast_1d(freq.value)[best]),
+                "lfo_frequency": float(np.atleast_1d(lfo.value)[best]),
+            }
+        )
         if it % 10 == 0:
-            log(f"Iteration {it}: freq={history[-1]['frequency']:.3f} Hz, "
-                f"lfoFreq={history[-1]['lfo_frequency']:.3f} Hz, loss={value[best]:.6g}")
+            log(
+                f"Iteration {it}: freq={history[-1]['frequency']:.3f} Hz, "
+                f"lfoFreq={history[-1]['lfo_frequency']:.3f} Hz, loss={value[best]:.6g}"
+            )
         ctx.step()
     return value
 
@@ -137,13 +147,19 @@ def main(argv=None) -> int:
     prog, freq, lfo, best, loss, history = train(backend, args.instances, args.iterations)
     f, lf = np.atleast_1d(freq.value)[best], np.atleast_1d(lfo.value)[best]
     print(f"final frequency={f:.4f} lfo_frequency={lf:.4f} loss={loss:.6g}")
-    print(f"({backend} backend, {args.instances} instances, {args.iterations} iterations, "
-          f"{time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    print(
+        f"({backend} backend, {args.instances} instances, {args.iterations} iterations, "
+        f"{time.perf_counter() - start:.1f} s)",
+        file=sys.stderr,
+    )
     dgen.save_audio(out / "seed_training.wav", render(prog, best), 44100)
-    dgen.plot_history(history, out / "seed_training_loss.png",
-                      title="seed training, best instance:\ncoarse multi-resolution loss, then the seed's loss",
-                      targets={"frequency": TARGET_FREQ, "lfo_frequency": TARGET_LFO},
-                      marks={" seed loss": (2 * args.iterations) // 3})
+    dgen.plot_history(
+        history,
+        out / "seed_training_loss.png",
+        title="seed training, best instance:\ncoarse multi-resolution loss, then the seed's loss",
+        targets={"frequency": TARGET_FREQ, "lfo_frequency": TARGET_LFO},
+        marks={" seed loss": (2 * args.iterations) // 3},
+    )
     ok = abs(f - TARGET_FREQ) < 1.0 and abs(lf - TARGET_LFO) < 0.1
     return 0 if ok else 1
 

@@ -48,8 +48,7 @@ def render_target(path: Path, frames: int, backend: str) -> None:
 
 def fit(target: np.ndarray, steps: int, backend: str, lr: float = 0.1, decay: float = 0.97):
     g = dgen.Graph(SR)
-    log_cutoff = dgen.Parameter(g, math.log(START_CUTOFF), name="log_cutoff",
-                                min=math.log(40.0), max=math.log(16000.0))
+    log_cutoff = dgen.Parameter(g, math.log(START_CUTOFF), name="log_cutoff", min=math.log(40.0), max=math.log(16000.0))
     y = synth(g, g.n(Op.exp, log_cutoff.node()))
     t = g.input(0)
     loss = g.multi_spectral_loss(y, t, windows=(256, 1024)) + 0.1 * g.n(Op.mse, y, t)
@@ -82,14 +81,22 @@ def main(argv=None) -> dict:
     dgen.save_audio(out / "fitted.wav", fitted, SR)
     for h in history:  # plot the cutoff in Hz
         h["cutoff"] = math.exp(h.pop("log_cutoff"))
-    dgen.plot_history(history, out / "subtractive_fit_loss.png", title="subtractive fit",
-                      targets={"cutoff": TRUE_CUTOFF})
+    dgen.plot_history(
+        history, out / "subtractive_fit_loss.png", title="subtractive fit", targets={"cutoff": TRUE_CUTOFF}
+    )
     error = abs(cutoff - TRUE_CUTOFF) / TRUE_CUTOFF
-    print(f"cutoff: start {START_CUTOFF:.0f} Hz, fitted {cutoff:.2f} Hz, true {TRUE_CUTOFF:.0f} Hz "
-          f"(error {100 * error:.3f}%, tolerance {100 * TOLERANCE:.0f}%) in {steps} steps, "
-          f"{time.perf_counter() - start:.1f} s on {backend}")
-    return {"cutoff": cutoff, "true_cutoff": TRUE_CUTOFF, "error": error, "ok": error < TOLERANCE,
-            "files": [out / "target.wav", out / "fitted.wav", out / "subtractive_fit_loss.png"]}
+    print(
+        f"cutoff: start {START_CUTOFF:.0f} Hz, fitted {cutoff:.2f} Hz, true {TRUE_CUTOFF:.0f} Hz "
+        f"(error {100 * error:.3f}%, tolerance {100 * TOLERANCE:.0f}%) in {steps} steps, "
+        f"{time.perf_counter() - start:.1f} s on {backend}"
+    )
+    return {
+        "cutoff": cutoff,
+        "true_cutoff": TRUE_CUTOFF,
+        "error": error,
+        "ok": error < TOLERANCE,
+        "files": [out / "target.wav", out / "fitted.wav", out / "subtractive_fit_loss.png"],
+    }
 
 
 if __name__ == "__main__":

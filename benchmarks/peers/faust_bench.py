@@ -140,8 +140,11 @@ int main(int argc, char** argv) {
 
 def faust_available() -> bool:
     """True when the faust compiler, its C headers and a C compiler are installed."""
-    return (shutil.which("faust") is not None and shutil.which(CC) is not None
-            and Path("/usr/include/faust/gui/CInterface.h").exists())
+    return (
+        shutil.which("faust") is not None
+        and shutil.which(CC) is not None
+        and Path("/usr/include/faust/gui/CInterface.h").exists()
+    )
 
 
 def patch_path(patch: str) -> Path:
@@ -180,9 +183,18 @@ def build(patch: str, mode: str, block: int = 256) -> Path:
         raise RuntimeError("faust (apt-get install faust) and gcc are needed for the Faust peers")
     dsp = patch_path(patch)
     fargs = faust_args(mode, block)
-    key = hashlib.sha256("\0".join([
-        dsp.read_text(), " ".join(fargs), HARNESS_C, CC, " ".join(CFLAGS), _tool_versions(),
-    ]).encode()).hexdigest()[:20]
+    key = hashlib.sha256(
+        "\0".join(
+            [
+                dsp.read_text(),
+                " ".join(fargs),
+                HARNESS_C,
+                CC,
+                " ".join(CFLAGS),
+                _tool_versions(),
+            ]
+        ).encode()
+    ).hexdigest()[:20]
     out_dir = cache_root() / f"{dsp.stem}-{mode}-{block}-{key}"
     exe = out_dir / "harness"
     if exe.exists():
@@ -191,12 +203,29 @@ def build(patch: str, mode: str, block: int = 256) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dsp.stem}-", dir=cache_root()))
     try:
         # faust resolves imports relative to the .dsp's folder and its own library path
-        subprocess.run(["faust", *fargs, "-I", str(dsp.parent), str(dsp), "-o", str(tmp / "dsp.c")],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            ["faust", *fargs, "-I", str(dsp.parent), str(dsp), "-o", str(tmp / "dsp.c")],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         (tmp / "harness.c").write_text(HARNESS_C)
-        subprocess.run([CC, *CFLAGS, f"-DSAMPLE_RATE={SAMPLE_RATE}", "-I", str(tmp),
-                        str(tmp / "harness.c"), "-o", str(tmp / "harness"), "-lm"],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            [
+                CC,
+                *CFLAGS,
+                f"-DSAMPLE_RATE={SAMPLE_RATE}",
+                "-I",
+                str(tmp),
+                str(tmp / "harness.c"),
+                "-o",
+                str(tmp / "harness"),
+                "-lm",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         try:
             tmp.rename(out_dir)  # atomic publish; another process may have won the race
         except OSError:
@@ -207,8 +236,7 @@ def build(patch: str, mode: str, block: int = 256) -> Path:
     return exe
 
 
-def faust_throughput(patch: str, mode: str, block: int = 256, seconds: float = 1.0,
-                     instances: int = 1) -> float:
+def faust_throughput(patch: str, mode: str, block: int = 256, seconds: float = 1.0, instances: int = 1) -> float:
     """Samples per second (frames x instances) of the Faust-compiled patch.
 
     `instances` independent DSP instances (each init at 44100 with its own output buffer) are
@@ -217,16 +245,19 @@ def faust_throughput(patch: str, mode: str, block: int = 256, seconds: float = 1
     """
     exe = build(patch, mode, block)
     warm = min(0.25, seconds / 4)
-    r = subprocess.run([str(exe), "bench", str(int(instances)), str(int(block)), repr(float(seconds)),
-                        repr(float(warm))], check=True, capture_output=True, text=True)
+    r = subprocess.run(
+        [str(exe), "bench", str(int(instances)), str(int(block)), repr(float(seconds)), repr(float(warm))],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return float(r.stdout.split()[0])
 
 
 def faust_render(patch: str, frames: int, mode: str = "scalar", block: int = 256) -> np.ndarray:
     """The first `frames` output samples (float32) of one instance of the patch at 44100 Hz."""
     exe = build(patch, mode, block)
-    r = subprocess.run([str(exe), "render", str(int(frames)), str(int(block))], check=True,
-                       capture_output=True)
+    r = subprocess.run([str(exe), "render", str(int(frames)), str(int(block))], check=True, capture_output=True)
     y = np.frombuffer(r.stdout, dtype=np.float32)
     assert y.size == frames, (y.size, frames)
     return y.copy()
@@ -245,8 +276,10 @@ def main(argv: list[str] | None = None) -> None:
         for m in MODES:
             build(p, m, args.block)
     cols = [(m, n) for m in MODES for n in args.instances]
-    print(f"Faust peers: Msamples/s (frames x instances), block {args.block}, "
-          f"{args.seconds:g} s per cell, {' '.join(CFLAGS)}")
+    print(
+        f"Faust peers: Msamples/s (frames x instances), block {args.block}, "
+        f"{args.seconds:g} s per cell, {' '.join(CFLAGS)}"
+    )
     print(f"{'patch':<12}" + "".join(f"{f'{m} x{n}':>14}" for m, n in cols))
     for p in args.patches:
         row = [faust_throughput(p, m, args.block, args.seconds, n) for m, n in cols]

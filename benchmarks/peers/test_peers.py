@@ -19,8 +19,7 @@ import faust_bench as fb  # noqa: E402
 
 SR = 44100
 N = 4096
-needs_faust = pytest.mark.skipif(not fb.faust_available(),
-                                 reason="faust not installed (apt-get install -y faust)")
+needs_faust = pytest.mark.skipif(not fb.faust_available(), reason="faust not installed (apt-get install -y faust)")
 
 
 def phase_closed(f: float, frames: int = N) -> np.ndarray:
@@ -57,8 +56,7 @@ def test_sos_matches_lfilter():
     signal = pytest.importorskip("scipy.signal")
     b, a = [0.2, 0.4, 0.2], [1.0, -0.5, 0.25]
     y = fb.faust_render("sos", N)
-    np.testing.assert_allclose(y, signal.lfilter(b, a, np.sin(2 * np.pi * phase_closed(220))),
-                               atol=5e-4, rtol=0)
+    np.testing.assert_allclose(y, signal.lfilter(b, a, np.sin(2 * np.pi * phase_closed(220))), atol=5e-4, rtol=0)
     np.testing.assert_allclose(y, signal.lfilter(b, a, sin2pi_f32(phase_f32(220))), atol=1e-5, rtol=0)
 
 
@@ -77,7 +75,7 @@ def karplus_ref(frames: int, p: int = 100) -> np.ndarray:
     for start in range(0, frames, p):  # y[n] needs y[n-P] only: P frames at a time
         i = np.arange(start, min(start + p, frames)) + p + 1
         y[i] = x[i - p - 1] + 0.996 * 0.5 * (y[i - p] + y[i - p - 1])
-    return y[p + 1:]
+    return y[p + 1 :]
 
 
 @needs_faust
@@ -96,8 +94,7 @@ def test_fm_biquad():
     w = 2 * np.pi * 1000 / SR
     c, alpha = np.cos(w), np.sin(w) / (2 * 0.707)
     a0 = 1 + alpha
-    ref = signal.lfilter(np.array([(1 - c) / 2, 1 - c, (1 - c) / 2]) / a0,
-                         [1.0, -2 * c / a0, (1 - alpha) / a0], car)
+    ref = signal.lfilter(np.array([(1 - c) / 2, 1 - c, (1 - c) / 2]) / a0, [1.0, -2 * c / a0, (1 - alpha) / a0], car)
     np.testing.assert_allclose(fb.faust_render("fm_biquad", N), ref, atol=5e-4, rtol=0)
 
 
@@ -105,8 +102,9 @@ def test_fm_biquad():
 @pytest.mark.parametrize("patch", fb.PATCHES)
 def test_vec_equals_scalar_and_bench_runs(patch):
     # odd frame count and block size: exercises the partial last block of both code paths
-    np.testing.assert_allclose(fb.faust_render(patch, 1000, "vec", 64),
-                               fb.faust_render(patch, 1000, "scalar", 256), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+        fb.faust_render(patch, 1000, "vec", 64), fb.faust_render(patch, 1000, "scalar", 256), atol=1e-6, rtol=0
+    )
     assert fb.faust_throughput(patch, "vec", block=64, seconds=0.02, instances=3) > 0
 
 
@@ -119,8 +117,7 @@ def test_torch_onepole_matches_lfilter_and_learns():
     x = tb._noise(2, 512, torch.device("cpu")).double()
     y = tb.onepole(x, torch.tensor([0.9, 0.3], dtype=torch.float64))
     for i, a in enumerate((0.9, 0.3)):
-        np.testing.assert_allclose(y[i].numpy(), signal.lfilter([1 - a], [1, -a], x[i].numpy()),
-                                   atol=1e-10)
+        np.testing.assert_allclose(y[i].numpy(), signal.lfilter([1 - a], [1, -a], x[i].numpy()), atol=1e-10)
     step, (a,) = tb.make_onepole_step(2, 512, "cpu", lr=0.5)
     losses = [step().item() for _ in range(5)]
     assert losses[-1] < losses[0] and bool((a > 0.5).all())  # moves toward 0.9
@@ -132,6 +129,7 @@ def test_torch_seed_loop_equals_cumsum():
     import torch_bench as tb
 
     torch.set_num_threads(1)
+
     def circ(d):  # phase difference modulo 1 (0.9999999 and 1e-15 are the same phase)
         return (d + 0.5) % 1.0 - 0.5
 

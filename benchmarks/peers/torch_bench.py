@@ -32,13 +32,20 @@ SR = 44100.0
 
 # ----------------------------------------------------------------------------- timing
 
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _median_ms(step: Callable[[], object], device: torch.device, warmup: int = 2,
-               min_runs: int = 5, max_runs: int = 50, budget_s: float = 3.0) -> float:
+def _median_ms(
+    step: Callable[[], object],
+    device: torch.device,
+    warmup: int = 2,
+    min_runs: int = 5,
+    max_runs: int = 50,
+    budget_s: float = 3.0,
+) -> float:
     """Median ms of step() over repeated runs after `warmup` runs; stops after `max_runs` runs
     or once `budget_s` seconds have been spent (but never before `min_runs` runs)."""
     for _ in range(warmup):
@@ -79,6 +86,7 @@ def _sgd_(params: list[torch.Tensor], lr: float) -> None:
 
 # ----------------------------------------------------------------------------- one-pole
 
+
 def _sample_wise_lpc():
     # torchlpc without its compiled extension falls back to numba; numba-cuda builds that still
     # register an overload for np.row_stack fail on numpy >= 2.4 (removed there): alias it.
@@ -100,8 +108,7 @@ def onepole(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return sample_wise_lpc((1 - a).view(B, 1) * x, A)
 
 
-def make_onepole_step(batch: int, frames: int = 4096, device: str | torch.device = "cpu",
-                      lr: float = 0.01):
+def make_onepole_step(batch: int, frames: int = 4096, device: str | torch.device = "cpu", lr: float = 0.01):
     """(step, params): one training step of the one-pole fit, and its parameter tensor."""
     dev = torch.device(device)
     x = _noise(batch, frames, dev)
@@ -128,6 +135,7 @@ def torch_onepole_step_ms(batch: int, frames: int = 4096, device: str = "cpu") -
 
 # ----------------------------------------------------------------------------- seed example
 
+
 def phasor_loop(freq: torch.Tensor, frames: int, sr: float = SR) -> torch.Tensor:
     """dgen phasor as a per-sample Python loop: out[n] = s[n], s[0] = 0,
     s[n+1] = frac(s[n] + f/sr). freq (...,) constant over frames; returns (..., frames)."""
@@ -150,9 +158,11 @@ def phasor_cumsum(freq: torch.Tensor, frames: int, sr: float = SR) -> torch.Tens
 def spectral_loss(a: torch.Tensor, b: torch.Tensor, window: int = 64) -> torch.Tensor:
     """dgen spectral loss per frame (B, T): rectangular window of the `window` samples ending at
     frame n (zeros before 0), hop 1, sum_{k=0}^{W/2} (|A_k| - |B_k|)^2."""
+
     def mag(x: torch.Tensor) -> torch.Tensor:
         frames = torch.nn.functional.pad(x, (window - 1, 0)).unfold(-1, window, 1)  # (B, T, W)
         return torch.fft.rfft(frames, dim=-1).abs()  # k = 0 .. W/2; abs'(0) = 0 in torch
+
     return ((mag(a) - mag(b)) ** 2).sum(dim=-1)
 
 
@@ -170,8 +180,9 @@ def seed_loss(freq: torch.Tensor, lfo: torch.Tensor, frames: int, phasor) -> tor
     return per_frame.mean(dim=1).sum()
 
 
-def make_seed_step(batch: int, frames: int = 4096, device: str | torch.device = "cpu",
-                   phasor=phasor_loop, lr: float = 1e-3):
+def make_seed_step(
+    batch: int, frames: int = 4096, device: str | torch.device = "cpu", phasor=phasor_loop, lr: float = 1e-3
+):
     dev = torch.device(device)
     freq = torch.full((batch,), 237.0, device=dev, requires_grad=True)
     lfo = torch.full((batch,), 8.5, device=dev, requires_grad=True)
@@ -212,8 +223,10 @@ def main(argv: list[str] | None = None) -> None:
         ("seed, cumsum", torch_seed_step_ms_cumsum),
     ]
     threads = "1 thread" if args.device == "cpu" else args.device
-    print(f"PyTorch {torch.__version__} peers: ms per training step (fwd+bwd+SGD), median, "
-          f"{args.frames} frames, {threads}")
+    print(
+        f"PyTorch {torch.__version__} peers: ms per training step (fwd+bwd+SGD), median, "
+        f"{args.frames} frames, {threads}"
+    )
     print(f"{'step':<20}" + "".join(f"{f'batch {b}':>12}" for b in args.batches))
     for name, fn in rows:
         vals = [fn(b, args.frames, device=args.device) for b in args.batches]

@@ -114,6 +114,9 @@ def find_feedback(graph, deps) -> FeedbackInfo:
     member = {n: k for k, c in enumerate(clusters) for n in c}
     from .deps import ancestors
 
-    loops = {member[w] for w, r in cell_edges(graph)
-             if w in member and member[w] == member.get(r) and r in ancestors(graph, w)}
+    loops = {
+        member[w]
+        for w, r in cell_edges(graph)
+        if w in member and member[w] == member.get(r) and r in ancestors(graph, w)
+    }
     return FeedbackInfo(clusters, tuple(sorted(loops)))

@@ -57,8 +57,10 @@ def node_kinds(graph, feedback) -> tuple[str, ...]:
     for nd in graph.nodes:
         if nd.op.kind == BUFFER_OP:
             if nd.id in in_cluster:
-                raise errors.GraphError(f"{describe(nd)}: a buffer op cannot sit inside a feedback loop "
-                                        "or between a cell's reads and writes")
+                raise errors.GraphError(
+                    f"{describe(nd)}: a buffer op cannot sit inside a feedback loop "
+                    "or between a cell's reads and writes"
+                )
             kinds.append(BUFFER)
         elif nd.op.kind == STATE or nd.id in in_cluster:
             kinds.append(SEQUENTIAL)
@@ -75,7 +77,7 @@ def _raise_loop(graph, deps, left: set[int]):
         seen[v] = len(path)
         path.append(v)
         v = min(p for p in deps.preds[v] if p in left)
-    cycle = path[seen[v]:][::-1]
+    cycle = path[seen[v] :][::-1]
     names = " -> ".join(describe(graph.nodes[i]) for i in cycle)
     raise errors.AlgebraicLoopError(f"algebraic loop (no history cell breaks it): {names}")
 

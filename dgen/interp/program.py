@@ -14,8 +14,9 @@ class ReferenceProgram(Program):
     def __init__(self, plan, frame_count, instances=1, dtype=np.float64, keep=()):
         self.dtype = np.dtype(dtype)
         super().__init__(plan, frame_count, instances)
-        self.kernel = ReferenceKernel(plan.graph, plan.schedule, plan.layout, self.dtype,
-                                      reverse=plan.reverse, keep=keep)
+        self.kernel = ReferenceKernel(
+            plan.graph, plan.schedule, plan.layout, self.dtype, reverse=plan.reverse, keep=keep
+        )
         self._source = plan.schedule.dump(plan.graph)
 
     def execute_values(self, x, frames, tape=None) -> dict:

@@ -25,8 +25,7 @@ class ReferenceKernel:
         self._needed_outside = {
             i for nd in graph.nodes for i in nd.inputs if block_of[i] != block_of[nd.id]
         } | self.keep
-        self._seq = {k: self._compile_sequential(b) for k, b in enumerate(schedule.blocks)
-                     if b.kind == SEQUENTIAL}
+        self._seq = {k: self._compile_sequential(b) for k, b in enumerate(schedule.blocks) if b.kind == SEQUENTIAL}
 
     def base(self, nd) -> int:
         return self.layout.offsets[nd.op.cell.id] if nd.op.cell is not None else 0

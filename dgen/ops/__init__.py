@@ -20,5 +20,4 @@ def _publish():
 
 _publish()
 
-__all__ = ["Op", "Primitive", "Pure", "Stateful", "register", "REGISTRY",
-           "PURE", "SOURCE", "SINK", "STATE", "BUFFER"]
+__all__ = ["Op", "Primitive", "Pure", "Stateful", "register", "REGISTRY", "PURE", "SOURCE", "SINK", "STATE", "BUFFER"]

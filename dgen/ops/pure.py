@@ -32,10 +32,18 @@ def _unary(name_, formula, ref_fn, c_fn, vjp_fn=None):
     def vjp(self, adj, out, x):
         return (None,) if vjp_fn is None else (vjp_fn(adj, out, x),)
 
-    cls = type(name_.title().replace("_", ""), (Pure,), {
-        "__doc__": formula, "name": name_, "arity": 1, "ref": ref, "vjp": vjp,
-        "c_expr": f"{{p}}_{c_fn}({{0}})",
-    })
+    cls = type(
+        name_.title().replace("_", ""),
+        (Pure,),
+        {
+            "__doc__": formula,
+            "name": name_,
+            "arity": 1,
+            "ref": ref,
+            "vjp": vjp,
+            "c_expr": f"{{p}}_{c_fn}({{0}})",
+        },
+    )
     return register(cls)
 
 
@@ -211,10 +219,18 @@ def _compare(name_, formula, fn):
     def vjp(self, g, y, a, b):
         return None, None
 
-    cls = type(name_.title(), (Pure,), {
-        "__doc__": formula, "name": name_, "arity": 2, "ref": ref, "vjp": vjp,
-        "c_expr": f"{{p}}_{name_}({{0}}, {{1}})",
-    })
+    cls = type(
+        name_.title(),
+        (Pure,),
+        {
+            "__doc__": formula,
+            "name": name_,
+            "arity": 2,
+            "ref": ref,
+            "vjp": vjp,
+            "c_expr": f"{{p}}_{name_}({{0}}, {{1}})",
+        },
+    )
     return register(cls)
 
 

@@ -124,8 +124,10 @@ class SpectralLoss(Primitive):
         from . import Op
 
         grad = g.graph
-        return (grad.n(Op.spectral_loss_grad(self.window, self.hop), g, a, b),
-                grad.n(Op.spectral_loss_grad(self.window, self.hop), g, b, a))
+        return (
+            grad.n(Op.spectral_loss_grad(self.window, self.hop), g, a, b),
+            grad.n(Op.spectral_loss_grad(self.window, self.hop), g, b, a),
+        )
 
 
 @register

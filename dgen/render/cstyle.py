@@ -125,8 +125,13 @@ def invariant_nodes(graph, keep, buffer_users) -> frozenset:
         name = nd.op.name
         if name in ("constant", "param"):
             inv.add(nd.id)
-        elif (nd.op.kind == PURE and name != "output" and nd.id not in keep and nd.id not in buffer_users
-              and all(i in inv for i in nd.inputs)):
+        elif (
+            nd.op.kind == PURE
+            and name != "output"
+            and nd.id not in keep
+            and nd.id not in buffer_users
+            and all(i in inv for i in nd.inputs)
+        ):
             inv.add(nd.id)
     return frozenset(inv)
 
@@ -172,8 +177,9 @@ def _stage(graph, name, blocks, consumers, keep, invariant) -> Stage:
     slots += [Slot("in", i, i) for i in sorted(outside)]
     params = tuple(i for i in sorted(uniform) if graph.nodes[i].op.name == "param")
     uniforms = tuple(i for i in sorted(uniform) if graph.nodes[i].op.name not in SOURCES)
-    return Stage(name, tuple(blocks), tuple(slots), frozenset(buffered), params, uniforms, tuple(cells),
-                 invariant, alias)
+    return Stage(
+        name, tuple(blocks), tuple(slots), frozenset(buffered), params, uniforms, tuple(cells), invariant, alias
+    )
 
 
 class CStyleRenderer:
@@ -216,8 +222,10 @@ class CStyleRenderer:
         for nd in graph.nodes:
             how = self.renders(nd.op)
             if how in ("expanded", "resolved"):
-                raise NotImplementedError(f"{describe(nd)}: op {nd.op.name!r} reaches the {self.name} "
-                                          "renderer; plan the graph with pipeline.plan(expand=True)")
+                raise NotImplementedError(
+                    f"{describe(nd)}: op {nd.op.name!r} reaches the {self.name} "
+                    "renderer; plan the graph with pipeline.plan(expand=True)"
+                )
             if not how:
                 raise NotImplementedError(f"no {self.name} rendering for op {nd.op.name!r} ({describe(nd)})")
 
@@ -228,5 +236,6 @@ class CStyleRenderer:
 
     def state_stmt(self, nd, T: str, p: str, args: list[str], base: str, st: str) -> str:
         cell = nd.op.cell
-        return self.state_code[nd.op.name].format(*args, T=T, p=p, n=nd.id, s=f"s{cell.id}", base=base,
-                                                  size=cell.size, st=st)
+        return self.state_code[nd.op.name].format(
+            *args, T=T, p=p, n=nd.id, s=f"s{cell.id}", base=base, size=cell.size, st=st
+        )

@@ -26,8 +26,15 @@ from __future__ import annotations
 from ..ops import PURE
 
 # argument positions in which a pure op is linear (the other arguments are its coefficients)
-LINEAR_ARGS = {"add": (0, 1), "sub": (0, 1), "mul": (0, 1), "div": (0,), "mix": (0, 1), "gswitch": (1, 2),
-               "output": (0,)}
+LINEAR_ARGS = {
+    "add": (0, 1),
+    "sub": (0, 1),
+    "mul": (0, 1),
+    "div": (0,),
+    "mix": (0, 1),
+    "gswitch": (1, 2),
+    "output": (0,),
+}
 CELL_OPS = ("history_read", "history_write", "grad_accum")
 MAX_CELLS = 8  # pass 1 runs the chunk k + 1 times and pass 2 holds a k x k matrix
 
@@ -80,19 +87,26 @@ class ScanWriter:
         R = self.w.r.restrict
         args = [f"float *{R} mem", "const int frames", "const int B", "const int chunk", *extra_args]
         limit = "C" if last_chunk_too else "(C - 1)"
-        return [f"/* scan pass {suffix[-1]} of {self.name}: {self.k} cell(s) */",
-                f"{self.w.r.kernel_prefix} {self.name}_{suffix}({', '.join(args)}) {{",
-                "    const int C = (frames + chunk - 1) / chunk;",
-                "    const long long id = (long long)blockIdx.x * blockDim.x + threadIdx.x;",
-                f"    if (id >= (long long){limit} * B) return;",
-                "    const int b = (int)(id % B), c = (int)(id / B);", *self.w.uniforms()]
+        return [
+            f"/* scan pass {suffix[-1]} of {self.name}: {self.k} cell(s) */",
+            f"{self.w.r.kernel_prefix} {self.name}_{suffix}({', '.join(args)}) {{",
+            "    const int C = (frames + chunk - 1) / chunk;",
+            "    const long long id = (long long)blockIdx.x * blockDim.x + threadIdx.x;",
+            f"    if (id >= (long long){limit} * B) return;",
+            "    const int b = (int)(id % B), c = (int)(id / B);",
+            *self.w.uniforms(),
+        ]
 
     def loop(self, body) -> list[str]:
         loads = [f"const float x{i} = a{i}[(long long)i * B + b];" for i in self.reads]
-        return ["    #pragma unroll 4",
-                "    for (int t = c * chunk, t1 = min(frames, t + chunk); t < t1; t++) {",
-                f"        const int i = {self.frame};", "        const long long at = (long long)i * B + b;",
-                *("        " + line for line in loads + body), "    }"]
+        return [
+            "    #pragma unroll 4",
+            "    for (int t = c * chunk, t1 = min(frames, t + chunk); t < t1; t++) {",
+            f"        const int i = {self.frame};",
+            "        const long long at = (long long)i * B + b;",
+            *("        " + line for line in loads + body),
+            "    }",
+        ]
 
     def body(self, with_writes) -> list[str]:
         L = []
@@ -148,13 +162,24 @@ class ScanWriter:
 
     def pass2(self) -> list[str]:
         R, k = self.w.r.restrict, self.k
-        args = ", ".join([f"float *{R} mem", "const int frames", "const int B", "const int chunk",
-                          f"const float *{R} fin", f"float *{R} init"])
+        args = ", ".join(
+            [
+                f"float *{R} mem",
+                "const int frames",
+                "const int B",
+                "const int chunk",
+                f"const float *{R} fin",
+                f"float *{R} init",
+            ]
+        )
         offs = [self.w.layout.offsets[cid] for cid in self.cells]
-        L = [f"/* scan pass 2 of {self.name}: chunk start states in order */",
-             f"{self.w.r.kernel_prefix} {self.name}_p2({args}) {{",
-             "    const int b = blockIdx.x * blockDim.x + threadIdx.x;", "    if (b >= B) return;",
-             "    const int C = (frames + chunk - 1) / chunk;"]
+        L = [
+            f"/* scan pass 2 of {self.name}: chunk start states in order */",
+            f"{self.w.r.kernel_prefix} {self.name}_p2({args}) {{",
+            "    const int b = blockIdx.x * blockDim.x + threadIdx.x;",
+            "    if (b >= B) return;",
+            "    const int C = (frames + chunk - 1) / chunk;",
+        ]
         L += [f"    float s{j} = mem[(long long){off} * B + b];" for j, off in enumerate(offs)]
         L += ["    for (int c = 0; c < C; c++) {"]
         L += [f"        init[((long long)c * {k} + {j}) * B + b] = s{j};" for j in range(k)]

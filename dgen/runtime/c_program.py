@@ -22,8 +22,14 @@ from . import cc
 from .sources import source_signal
 
 F32 = np.dtype(np.float32)
-_STAGE_ARGS = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int, ctypes.c_long,
-               ctypes.c_long]
+_STAGE_ARGS = [
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_void_p),
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+    ctypes.c_long,
+]
 
 
 @dataclass
@@ -74,8 +80,20 @@ class CKernel:
     that crossed a stage. reverse=True runs sequential blocks from the last frame to the first.
     """
 
-    def __init__(self, graph, schedule, layout, dtype=np.float32, reverse=False, keep=(), *, tile=None,
-                 flags=None, width=None, mvec=None):
+    def __init__(
+        self,
+        graph,
+        schedule,
+        layout,
+        dtype=np.float32,
+        reverse=False,
+        keep=(),
+        *,
+        tile=None,
+        flags=None,
+        width=None,
+        mvec=None,
+    ):
         if np.dtype(dtype) != F32:
             raise ValueError(f"the C backend computes in float32, not {np.dtype(dtype)}")
         self.graph, self.schedule, self.layout = graph, schedule, layout
@@ -207,8 +225,9 @@ class CKernel:
                 else:
                     arr = source_signal(s.kind, s.key, ins, tape, values, s.node)
                 ptrs[k] = arr.ctypes.data
-            built.functions[st.name](pmem.ctypes.data, ptrs, frames, Bp // built.width if lanes else 1,
-                                     istride, outputs.shape[1] * frames)
+            built.functions[st.name](
+                pmem.ctypes.data, ptrs, frames, Bp // built.width if lanes else 1, istride, outputs.shape[1] * frames
+            )
         for i in self.keep:
             if i not in values:
                 values[i] = self._whole(i, pmem, values, ins, tape, shape, B, lanes, padded=True)
@@ -256,8 +275,7 @@ class CProgram(Program):
 
     def __init__(self, plan, frame_count, instances=1, keep=(), **kernel_options):
         super().__init__(plan, frame_count, instances)
-        self.kernel = CKernel(plan.graph, plan.schedule, plan.layout, F32, plan.reverse, keep,
-                              **kernel_options)
+        self.kernel = CKernel(plan.graph, plan.schedule, plan.layout, F32, plan.reverse, keep, **kernel_options)
         self.lanes = self.instances > 1
         built = self.kernel.build(self.lanes)  # compile now: errors show at compile()
         self._source = built.csource.source

@@ -75,8 +75,10 @@ def find_compiler() -> Compiler:
                 break
         else:
             tried = f"$CC={env!r}" if env else "cc, gcc, clang"
-            raise BackendUnavailable(f"the C backend needs a C compiler, and none was found on PATH "
-                                     f"(tried {tried}); install gcc or clang, or set CC")
+            raise BackendUnavailable(
+                f"the C backend needs a C compiler, and none was found on PATH "
+                f"(tried {tried}); install gcc or clang, or set CC"
+            )
     return _compiler
 
 
@@ -125,8 +127,7 @@ def cache_dir() -> Path:
         return path
     except OSError as e:
         fallback = _private_temp_dir()
-        warnings.warn(f"dgen: cache dir {path} is unusable ({e}); using {fallback}", RuntimeWarning,
-                      stacklevel=3)
+        warnings.warn(f"dgen: cache dir {path} is unusable ({e}); using {fallback}", RuntimeWarning, stacklevel=3)
         return fallback
 
 
@@ -183,8 +184,18 @@ def _unlink(path) -> None:
 def build(source: str, output: Path, flags, extra=(), shared=True) -> None:
     """Compile `source` to `output` (a shared library or an executable)."""
     cc = find_compiler()
-    argv = [*cc.command, *flags, *(["-shared"] if shared else []), *extra, "-x", "c", "-", "-o", str(output),
-            *_libs(flags)]
+    argv = [
+        *cc.command,
+        *flags,
+        *(["-shared"] if shared else []),
+        *extra,
+        "-x",
+        "c",
+        "-",
+        "-o",
+        str(output),
+        *_libs(flags),
+    ]
     try:
         proc = subprocess.run(argv, input=source.encode(), capture_output=True, timeout=600)
     except OSError as e:
@@ -196,11 +207,14 @@ def build(source: str, output: Path, flags, extra=(), shared=True) -> None:
             saved.write_text(source)
         except OSError:
             saved = "(not saved)"
-        raise CompileError(f"C compiler failed (exit {proc.returncode}) on generated code saved at {saved}:\n"
-                           f"{' '.join(argv)}\n{proc.stderr.decode(errors='replace')[-4000:]}")
+        raise CompileError(
+            f"C compiler failed (exit {proc.returncode}) on generated code saved at {saved}:\n"
+            f"{' '.join(argv)}\n{proc.stderr.decode(errors='replace')[-4000:]}"
+        )
     if not output.is_file() or output.stat().st_size == 0:  # e.g. CC=/bin/true: never cache or load that
-        raise CompileError(f"the C compiler {cc.command[0]} exited 0 but wrote nothing to {output}; is $CC a C "
-                           "compiler?")
+        raise CompileError(
+            f"the C compiler {cc.command[0]} exited 0 but wrote nothing to {output}; is $CC a C compiler?"
+        )
 
 
 def compile_library(source: str, flags=None, head: str | None = None) -> ctypes.CDLL:

@@ -40,8 +40,9 @@ def require_cupy():
     try:
         import cupy
     except ImportError as e:
-        raise BackendUnavailable(f"the CUDA backend needs CuPy (pip install cupy-cuda13x or cupy-cuda12x to "
-                                 f"match your CUDA driver): {e}") from e
+        raise BackendUnavailable(
+            f"the CUDA backend needs CuPy (pip install cupy-cuda13x or cupy-cuda12x to match your CUDA driver): {e}"
+        ) from e
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # cudaErrorNoDevice, driver missing or too old
@@ -264,8 +265,9 @@ class CudaProgram(Program):
         big = np.abs(raw).max(axis=1) > np.finfo(F32).max
         if big.any():
             p = params[int(np.argmax(big))]
-            raise RunInputError(f"parameter {p.name!r}: value {p.value} is beyond the float32 range of the "
-                                "cuda backend")
+            raise RunInputError(
+                f"parameter {p.name!r}: value {p.value} is beyond the float32 range of the cuda backend"
+            )
         vals = raw.astype(F32)
         if isinstance(self.mem, np.ndarray):
             self.mem[rows] = vals

@@ -55,10 +55,14 @@ class CudaTrainingProgram(TrainingProgram):
             cp = self.forward.cp
             rows = tuple(cp.asarray(r, cp.int64) for r in zip(*rows)) if rows else None
             cache[grad.loss_id] = LeanStep(
-                grad.loss_id, self.kernel_factory(self.plan, (*lean.tape_ids, grad.loss_id)),
-                self.kernel_factory(bplan, ()), bplan.layout.size, lean.tape_ids,
+                grad.loss_id,
+                self.kernel_factory(self.plan, (*lean.tape_ids, grad.loss_id)),
+                self.kernel_factory(bplan, ()),
+                bplan.layout.size,
+                lean.tape_ids,
                 rows,
-                {c: offsets[g.id] for c, g in lean.grad_cells.items() if g.id in offsets})
+                {c: offsets[g.id] for c, g in lean.grad_cells.items() if g.id in offsets},
+            )
         return cache[grad.loss_id]
 
     def run_step(self, step: LeanStep, chans, frames, bmem):
@@ -80,8 +84,7 @@ class CudaTrainingProgram(TrainingProgram):
         step = self.lean(loss)
         x, frames = fwd._check_inputs(inputs, self.frame_count)
         if frames != self.frame_count:
-            raise RunInputError(f"forward_backward runs frame_count={self.frame_count} frames, "
-                                f"inputs have {frames}")
+            raise RunInputError(f"forward_backward runs frame_count={self.frame_count} frames, inputs have {frames}")
         bmem = cp.zeros((step.size, B), F32)
         with fwd.exclusive("forward_backward()"):
             fwd._sync_parameters()

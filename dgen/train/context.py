@@ -55,8 +55,10 @@ class TrainingContext:
         loss = self.last_loss
         if loss is not None and not np.isfinite(loss).all():
             values = ", ".join(f"{p.name}={p.value}" for p in self.parameters)
-            raise errors.TrainingError(f"the loss is {loss if self.instances > 1 else loss[0]} (not finite) at step "
-                                       f"{self.steps}; parameter values: {values}")
+            raise errors.TrainingError(
+                f"the loss is {loss if self.instances > 1 else loss[0]} (not finite) at step "
+                f"{self.steps}; parameter values: {values}"
+            )
         updates = [(p, self._update(p)) for p in self.parameters]  # applied only when all are good
         for p, new in updates:
             p.set_checked(new)
@@ -92,11 +94,15 @@ class TrainingContext:
 
     def _record(self) -> None:
         loss = self.last_loss
-        self.history.append({
-            "step": self.steps,
-            "loss": None if loss is None else (float(loss[0]) if self.instances == 1 else np.asarray(loss).tolist()),
-            **{p.name: (p.value if self.instances == 1 else np.asarray(p.value).tolist()) for p in self.parameters},
-        })
+        self.history.append(
+            {
+                "step": self.steps,
+                "loss": None
+                if loss is None
+                else (float(loss[0]) if self.instances == 1 else np.asarray(loss).tolist()),
+                **{p.name: (p.value if self.instances == 1 else np.asarray(p.value).tolist()) for p in self.parameters},
+            }
+        )
 
     def train(self, steps: int, inputs=None, progress=None, callback=None):
         """Run `steps` iterations of zero_grad/forward_backward/step; returns the last loss."""
@@ -125,9 +131,13 @@ class TrainingContext:
         `path`, so a failed save leaves the previous checkpoint intact."""
         B = self.instances
         state = {
-            "format": self.FORMAT, "version": self.VERSION, "steps": self.steps, "instances": B,
-            "parameters": {p.name: np.broadcast_to(np.asarray(p.value, np.float64), (B,)).tolist()
-                           for p in self.parameters},
+            "format": self.FORMAT,
+            "version": self.VERSION,
+            "steps": self.steps,
+            "instances": B,
+            "parameters": {
+                p.name: np.broadcast_to(np.asarray(p.value, np.float64), (B,)).tolist() for p in self.parameters
+            },
             "optimizer": {"type": type(self.optimizer).__name__, **self.optimizer.state_dict()},
             "history": self.history,
         }
@@ -160,8 +170,10 @@ class TrainingContext:
             if name not in saved:
                 raise errors.TrainingError(f"checkpoint has no value for parameter {name!r}")
             if len(saved[name]) != self.instances:
-                raise errors.TrainingError(f"checkpoint has {len(saved[name])} value(s) for parameter {name!r}; "
-                                           f"this context trains {self.instances} instances")
+                raise errors.TrainingError(
+                    f"checkpoint has {len(saved[name])} value(s) for parameter {name!r}; "
+                    f"this context trains {self.instances} instances"
+                )
         for name, p in by_name.items():
             p.value = saved[name] if self.instances > 1 else saved[name][0]
         self.optimizer.load_state_dict(opt)

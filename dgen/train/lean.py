@@ -40,8 +40,9 @@ def invariant_nodes(graph) -> set[int]:
     inv = set()
     for nd in graph.nodes:
         name = nd.op.name
-        if name in ("constant", "param") or (nd.op.kind == PURE and name != "output" and nd.inputs
-                                              and all(i in inv for i in nd.inputs)):
+        if name in ("constant", "param") or (
+            nd.op.kind == PURE and name != "output" and nd.inputs and all(i in inv for i in nd.inputs)
+        ):
             inv.add(nd.id)
     return inv
 

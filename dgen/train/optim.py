@@ -20,8 +20,10 @@ class Optimizer:
     settings = ("lr",)  # saved in checkpoints and restored from them with the state
 
     def state_dict(self) -> dict:
-        return {**{k: getattr(self, k) for k in self.settings},
-                "state": {k: {s: np.asarray(v).tolist() for s, v in st.items()} for k, st in self.state.items()}}
+        return {
+            **{k: getattr(self, k) for k in self.settings},
+            "state": {k: {s: np.asarray(v).tolist() for s, v in st.items()} for k, st in self.state.items()},
+        }
 
     def load_state_dict(self, d: dict) -> None:
         for k in self.settings:
@@ -57,8 +59,7 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def update(self, name, value, grad):
-        st = self.state.setdefault(name, {"m": np.zeros_like(value), "v": np.zeros_like(value),
-                                          "t": np.zeros(1)})
+        st = self.state.setdefault(name, {"m": np.zeros_like(value), "v": np.zeros_like(value), "t": np.zeros(1)})
         st["t"] = st["t"] + 1
         t = st["t"][0]
         st["m"] = self.beta1 * st["m"] + (1 - self.beta1) * grad

@@ -52,7 +52,8 @@ class Parameter:
         v = self._value
         if v.size not in (1, instances):
             raise errors.RunInputError(
-                f"parameter {self.name!r} has {v.size} values but the program runs {instances} instances")
+                f"parameter {self.name!r} has {v.size} values but the program runs {instances} instances"
+            )
         return np.broadcast_to(v, (instances,))
 
     def raw_values(self, instances: int) -> np.ndarray:

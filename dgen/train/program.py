@@ -76,19 +76,27 @@ class TrainingProgram:
             adj = differentiate(self.plan.graph, seeds, self.plan.schedule.order())
             bplan = plan(adj.graph, expand=False, reverse=True)
             _debug("adjoint", bplan.dump())
-            self._gradients[key] = _Gradient(key[1], adj, self.kernel_factory(self.plan, (*adj.tape_ids, *keep)),
-                                             self.kernel_factory(bplan, ()), bplan)
+            self._gradients[key] = _Gradient(
+                key[1],
+                adj,
+                self.kernel_factory(self.plan, (*adj.tape_ids, *keep)),
+                self.kernel_factory(bplan, ()),
+                bplan,
+            )
         return self._gradients[key]
 
     def gradient(self, loss) -> _Gradient:
         """The adjoint (built once per loss node) of the objective mean_n loss[n]."""
         # a node of the user's graph maps into the expanded one; default_loss() is already there
         if loss.graph is not self.graph and self.user_graph is not None and loss.graph is not self.user_graph:
-            raise errors.ForeignNodeError(f"the loss, node {loss.id} ({loss.op.name}), belongs to another graph "
-                                          "than the program's")
+            raise errors.ForeignNodeError(
+                f"the loss, node {loss.id} ({loss.op.name}), belongs to another graph than the program's"
+            )
         if loss.graph is not self.graph and loss.id not in self.plan.node_map:
-            raise errors.GraphError(f"the loss, node {loss.id} ({loss.op.name}), was added to the graph after it was "
-                                    "compiled; build the loss first, then compile")
+            raise errors.GraphError(
+                f"the loss, node {loss.id} ({loss.op.name}), was added to the graph after it was "
+                "compiled; build the loss first, then compile"
+            )
         fid = loss.id if loss.graph is self.graph else self.plan.node_map[loss.id]
         scale = 1.0 / self.frame_count
         return self._adjoint(("loss", fid), {fid: lambda g: g.constant(scale)}, (fid,))
@@ -102,8 +110,7 @@ class TrainingProgram:
 
     def _backward(self, grad, frames, tape, upstream=()):
         bmem = np.zeros((grad.backward_plan.layout.size, self.instances), self.forward.dtype)
-        values = grad.backward_kernel.execute(bmem[:, 0] if self.instances == 1 else bmem, frames,
-                                              list(upstream), tape)
+        values = grad.backward_kernel.execute(bmem[:, 0] if self.instances == 1 else bmem, frames, list(upstream), tape)
         return bmem, values
 
     def _param_grads(self, grad, bmem, parameters):
@@ -158,8 +165,9 @@ class TrainingProgram:
         grad = self.gradient(loss if loss is not None else self.default_loss())
         x, frames = fwd._check_inputs(inputs, self.frame_count)
         if frames != self.frame_count:
-            raise errors.RunInputError(f"forward_backward runs frame_count={self.frame_count} frames, "
-                                       f"inputs have {frames}")
+            raise errors.RunInputError(
+                f"forward_backward runs frame_count={self.frame_count} frames, inputs have {frames}"
+            )
         with fwd.exclusive("forward_backward()"):
             fwd._sync_parameters()
             fast = self._bound_step(grad)

@@ -42,7 +42,7 @@ def _data_order(graph, real_inputs):
                 state[v] = "done"
                 out.append(v)
             elif state.get(nxt) == "open":
-                cycle = path[path.index(nxt):]
+                cycle = path[path.index(nxt) :]
                 names = " -> ".join(describe(graph.nodes[i]) for i in cycle)
                 raise errors.AlgebraicLoopError(f"algebraic loop (no history cell breaks it): {names}")
             elif nxt not in state:

@@ -1,7 +1,7 @@
 """A saw through a lowpass with a learnable cutoff (for `dgen train`).
 
-    dgen render examples/patches/lowpass_saw.py -o saw.wav --seconds 1
-    dgen train examples/patches/lowpass_saw.py --target target.wav --lr 20 --steps 100
+dgen render examples/patches/lowpass_saw.py -o saw.wav --seconds 1
+dgen train examples/patches/lowpass_saw.py --target target.wav --lr 20 --steps 100
 """
 
 import dgen

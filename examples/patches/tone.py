@@ -1,6 +1,6 @@
 """A detuned saw pair through a resonant lowpass, in stereo.
 
-    dgen render examples/patches/tone.py -o tone.wav --seconds 2
+dgen render examples/patches/tone.py -o tone.wav --seconds 2
 """
 
 import math

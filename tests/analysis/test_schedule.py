@@ -20,9 +20,9 @@ def _analyse(g):
 
 def test_one_pole_loop_is_one_sequential_cluster():
     g = dgen.Graph()
-    x = g.input(0)                                   # 0
-    prev, write = g.history()                        # 1
-    y = write(0.1 * x + 0.9 * prev)                  # 2..6
+    x = g.input(0)  # 0
+    prev, write = g.history()  # 1
+    y = write(0.1 * x + 0.9 * prev)  # 2..6
     g.output(0, y)
     fb, sched = _analyse(g)
     assert len(fb.clusters) == 1 and fb.loops == (0,)

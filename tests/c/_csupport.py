@@ -69,10 +69,17 @@ def assert_ulps(actual, expected, ulps=ULPS, what=""):
     bad = err > tol
     if bad.any():
         k = np.argmax(err / tol)
-        raise AssertionError(f"{what}: {bad.sum()} values beyond {ulps} ulp; worst C={a[fin][k]!r} "
-                             f"reference={e[fin][k]!r}")
+        raise AssertionError(
+            f"{what}: {bad.sum()} values beyond {ulps} ulp; worst C={a[fin][k]!r} reference={e[fin][k]!r}"
+        )
 
 
 def assert_close(actual, expected, rtol, atol, what=""):
-    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64), rtol=rtol,
-                               atol=atol, equal_nan=True, err_msg=what)
+    np.testing.assert_allclose(
+        np.asarray(actual, np.float64),
+        np.asarray(expected, np.float64),
+        rtol=rtol,
+        atol=atol,
+        equal_nan=True,
+        err_msg=what,
+    )

@@ -42,8 +42,11 @@ def tapes(rng, frames, instances):
     idx = (rng.standard_normal(shape) * 6).astype(np.float32)
     mask = rng.random(shape) < 0.2
     idx[mask] = rng.choice(INDICES, size=mask.sum())
-    return {100: rng.standard_normal(shape).astype(np.float32),
-            101: rng.standard_normal(shape).astype(np.float32), 102: idx}
+    return {
+        100: rng.standard_normal(shape).astype(np.float32),
+        101: rng.standard_normal(shape).astype(np.float32),
+        102: idx,
+    }
 
 
 @pytest.mark.parametrize("instances", [None, 1, 5])  # None: memory (M,), else (M, B)
@@ -80,8 +83,9 @@ def test_buffer_op_splits_stages(instances):
     assert c.source.count("void dgen_stage") == 2
     rng = np.random.default_rng(5)
     for frames in (1, 31, 100):
-        x = np.stack([rng.uniform(100, 3000, (instances, frames)), rng.standard_normal((instances, frames))],
-                     axis=1).astype(np.float32)
+        x = np.stack(
+            [rng.uniform(100, 3000, (instances, frames)), rng.standard_normal((instances, frames))], axis=1
+        ).astype(np.float32)
         x = x[0] if instances == 1 else x
         assert_close(c.run(x), ref.run(x), what=f"{frames} frames", rtol=1e-4, atol=1e-4)
 

@@ -48,10 +48,20 @@ def kernels():
     adj_graph, kept = adjoint_graph()
     bwd = plan(adj_graph, expand=False, reverse=True)
     for lanes in (False, True):
-        out.append((f"fwd_{'lanes' if lanes else 'frames'}", render_c(fwd.graph, fwd.schedule, fwd.layout,
-                                                                     lanes=lanes), fwd.layout.size))
-        out.append((f"bwd_{'lanes' if lanes else 'frames'}", render_c(bwd.graph, bwd.schedule, bwd.layout, True,
-                                                                     (kept,), lanes=lanes), bwd.layout.size))
+        out.append(
+            (
+                f"fwd_{'lanes' if lanes else 'frames'}",
+                render_c(fwd.graph, fwd.schedule, fwd.layout, lanes=lanes),
+                fwd.layout.size,
+            )
+        )
+        out.append(
+            (
+                f"bwd_{'lanes' if lanes else 'frames'}",
+                render_c(bwd.graph, bwd.schedule, bwd.layout, True, (kept,), lanes=lanes),
+                bwd.layout.size,
+            )
+        )
     return out
 
 
@@ -60,9 +70,10 @@ def kernels():
 def test_generated_code_is_warning_free(mvec, tmp_path):
     parts = []
     for k, (name, src, _) in enumerate(kernels()):
-        text = src.source if k == 0 else src.source[src.source.index(STAGES_MARK):]
-        parts.append(text.replace("dgen_stage", f"{name}_stage")
-                     .replace("int dgen_width(void)", f"int {name}_width(void)"))
+        text = src.source if k == 0 else src.source[src.source.index(STAGES_MARK) :]
+        parts.append(
+            text.replace("dgen_stage", f"{name}_stage").replace("int dgen_width(void)", f"int {name}_width(void)")
+        )
     flags = [f for f in cc.default_flags(mvec=mvec) if f != "-DDGEN_USE_MVEC" or mvec]
     cc.build("\n".join(parts), tmp_path / "k.so", flags, extra=["-Wall", "-Wextra", "-Werror"])
 
@@ -70,21 +81,24 @@ def test_generated_code_is_warning_free(mvec, tmp_path):
 def harness(src, mem_size, instances, chunks=(1, 7, 257, 1000)):
     """A C main() that runs every stage on exactly-sized heap arrays of random data."""
     lanes = src.lanes
-    lines = ["#include <stdio.h>", "#include <stdlib.h>",
-             "static unsigned long long seed_ = 88172645463325252ULL;",
-             "static float rnd_(void) {",
-             "    seed_ ^= seed_ << 13; seed_ ^= seed_ >> 7; seed_ ^= seed_ << 17;",
-             "    static const float wild[] = {0.0f / 0.0f, 1.0f / 0.0f, -1.0f / 0.0f, 1e30f, -1e30f, -0.5f,",
-             "                                 2147483648.0f, -2147483648.0f, 16777217.0f, 1e-40f};",
-             "    unsigned r = (unsigned)(seed_ >> 33);",
-             "    if (r % 11 == 0) return wild[r % 10];",
-             "    return ((float)(r % 20000) - 10000.0f) / 500.0f;",
-             "}",
-             "int main(void) {",
-             f"    const int groups = {-(-instances // 16) if lanes else 1};",
-             "    const size_t width = " + ("(size_t)groups * DGEN_W;" if lanes else "1;"),
-             f"    float *mem = calloc({max(mem_size, 1)} * width, sizeof(float));",
-             "    double sum = 0.0;"]
+    lines = [
+        "#include <stdio.h>",
+        "#include <stdlib.h>",
+        "static unsigned long long seed_ = 88172645463325252ULL;",
+        "static float rnd_(void) {",
+        "    seed_ ^= seed_ << 13; seed_ ^= seed_ >> 7; seed_ ^= seed_ << 17;",
+        "    static const float wild[] = {0.0f / 0.0f, 1.0f / 0.0f, -1.0f / 0.0f, 1e30f, -1e30f, -0.5f,",
+        "                                 2147483648.0f, -2147483648.0f, 16777217.0f, 1e-40f};",
+        "    unsigned r = (unsigned)(seed_ >> 33);",
+        "    if (r % 11 == 0) return wild[r % 10];",
+        "    return ((float)(r % 20000) - 10000.0f) / 500.0f;",
+        "}",
+        "int main(void) {",
+        f"    const int groups = {-(-instances // 16) if lanes else 1};",
+        "    const size_t width = " + ("(size_t)groups * DGEN_W;" if lanes else "1;"),
+        f"    float *mem = calloc({max(mem_size, 1)} * width, sizeof(float));",
+        "    double sum = 0.0;",
+    ]
     stage = src.stages[0]
     assert len(src.stages) == 1 and all(s.kind == "stage" for s in src.steps)
     lines.append(f"    const int chunks[] = {{{', '.join(map(str, chunks))}}};")
@@ -101,8 +115,10 @@ def harness(src, mem_size, instances, chunks=(1, 7, 257, 1000)):
     outs = [k for k, s in enumerate(stage.slots) if stage.written(s)]
     lines.append(f"        const int outs[] = {{{', '.join(map(str, outs or [0]))}}};")
     lines.append(f"        for (int o = 0; o < {len(outs)}; o++)")
-    lines.append("            for (size_t j = 0; j < (size_t)frames * width; j++) sum += ext[outs[o]][j] == "
-                 "ext[outs[o]][j] ? 1.0 : 0.0;")
+    lines.append(
+        "            for (size_t j = 0; j < (size_t)frames * width; j++) sum += ext[outs[o]][j] == "
+        "ext[outs[o]][j] ? 1.0 : 0.0;"
+    )
     lines.append(f"        for (int k = 0; k < {len(stage.slots)}; k++) free(ext[k]);")
     lines.append("    }")
     lines += ["    free(mem);", '    printf("ok %f\\n", sum);', "    return 0;", "}"]
@@ -111,8 +127,12 @@ def harness(src, mem_size, instances, chunks=(1, 7, 257, 1000)):
 
 @requires_cc
 def test_sanitizers_are_clean(tmp_path):
-    sanitize = ["-O0", "-fno-omit-frame-pointer", "-fsanitize=address,undefined,float-cast-overflow",
-                "-fno-sanitize-recover=all"]
+    sanitize = [
+        "-O0",
+        "-fno-omit-frame-pointer",
+        "-fsanitize=address,undefined,float-cast-overflow",
+        "-fno-sanitize-recover=all",
+    ]
     for name, src, mem_size in kernels():
         exe = tmp_path / name
         cc.build(harness(src, mem_size, instances=19), exe, cc.default_flags(), extra=sanitize, shared=False)
@@ -136,8 +156,14 @@ CHILD = textwrap.dedent("""
 
 def child(*args, cache, **kw):
     env = {**os.environ, "DGEN_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", CHILD, *map(str, args)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 @requires_cc

@@ -17,14 +17,60 @@ pytestmark = requires_cc
 
 # Correctly rounded or exact in both C and NumPy: compared bit for bit (up to flushed
 # denormals). Every other op (transcendentals) within a few ulp.
-EXACT_OPS = {"add", "sub", "mul", "div", "abs", "sign", "floor", "ceil", "round", "min", "max", "gt", "lt",
-             "gte", "lte", "eq", "gswitch", "selector", "seq", "mix", "mse", "mod", "sqrt"}
+EXACT_OPS = {
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "abs",
+    "sign",
+    "floor",
+    "ceil",
+    "round",
+    "min",
+    "max",
+    "gt",
+    "lt",
+    "gte",
+    "lte",
+    "eq",
+    "gswitch",
+    "selector",
+    "seq",
+    "mix",
+    "mse",
+    "mod",
+    "sqrt",
+}
 EXACT_TOL = dict(rtol=0.0, atol=float(np.finfo(np.float32).tiny))
 assert EXACT["rtol"] == 0
 PURE_OPS = sorted(name for name, cls in REGISTRY.items() if issubclass(cls, Pure))
 N = sum(FRAME_CHUNKS)
-SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.5, -2.5, 1.5, np.inf, -np.inf, np.nan, 1e30, -1e30,
-                    3.4e38, 1e-30, np.pi / 2, 100.0, -7.0, 3.0], np.float32)
+SPECIAL = np.array(
+    [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        -0.5,
+        2.5,
+        -2.5,
+        1.5,
+        np.inf,
+        -np.inf,
+        np.nan,
+        1e30,
+        -1e30,
+        3.4e38,
+        1e-30,
+        np.pi / 2,
+        100.0,
+        -7.0,
+        3.0,
+    ],
+    np.float32,
+)
 
 
 def n_inputs(cls) -> int:

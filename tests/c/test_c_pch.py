@@ -39,8 +39,11 @@ def gcc_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(cc, "_pch_started", set())
     calls = []
     real = cc.build
-    monkeypatch.setattr(cc, "build", lambda src, out, flags, extra=(), **kw: (calls.append(tuple(extra)),
-                                                                              real(src, out, flags, extra, **kw)))
+    monkeypatch.setattr(
+        cc,
+        "build",
+        lambda src, out, flags, extra=(), **kw: (calls.append(tuple(extra)), real(src, out, flags, extra, **kw)),
+    )
     return tmp_path, calls
 
 

@@ -14,8 +14,28 @@ pytestmark = requires_cc
 
 N = sum(FRAME_CHUNKS)
 EXACT = dict(rtol=0.0, atol=float(np.finfo(np.float32).tiny))  # up to flushed denormals
-EXTREME_INDICES = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 2147483648.0, -2147483648.0, 2147483520.0,
-                            -0.5, -5.0, 4.999, 5.0, 1e10, -3e9, 16777217.0, -1e-7, 3.5], np.float32)
+EXTREME_INDICES = np.array(
+    [
+        np.nan,
+        np.inf,
+        -np.inf,
+        1e30,
+        -1e30,
+        2147483648.0,
+        -2147483648.0,
+        2147483520.0,
+        -0.5,
+        -5.0,
+        4.999,
+        5.0,
+        1e10,
+        -3e9,
+        16777217.0,
+        -1e-7,
+        3.5,
+    ],
+    np.float32,
+)
 
 
 def oscillators(g, x):

@@ -16,7 +16,7 @@ BACKEND = cli.default_backend()
 HAVE_CC = BACKEND == "c"
 requires_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler on PATH")
 
-FX_PATCH = '''
+FX_PATCH = """
 import dgen
 from dgen import Op
 
@@ -28,7 +28,7 @@ def build(g):
     close(g.delay(y, 37.25))
     g.output(0, y)
     g.output(1, g.n(Op.tanh, g.input(1) * 3.0))
-'''
+"""
 
 
 def patch_file(tmp_path, text, name="patch.py") -> Path:

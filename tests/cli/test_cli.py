@@ -61,8 +61,22 @@ def test_render_with_input_file(tmp_path):
     dgen.save_audio(tmp_path / "in.wav", x, 22050)
     out = tmp_path / "out.wav"
     # the rate comes from the input file; 0.2 s renders past its end (silence in)
-    assert cli.main(["render", str(path), "--input", str(tmp_path / "in.wav"), "-o", str(out),
-                     "--seconds", "0.2", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "render",
+                str(path),
+                "--input",
+                str(tmp_path / "in.wav"),
+                "-o",
+                str(out),
+                "--seconds",
+                "0.2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     y, rate = dgen.load_audio(out)
     assert rate == 22050 and y.shape == (2, 4410)
     xin = np.pad(x, ((0, 0), (0, 4410 - 3000)))
@@ -142,9 +156,26 @@ def test_train_writes_params_wav_and_plot(tmp_path):
     target = dgen.compile(target_graph, backend=BACKEND, frame_count=4096).run()
     dgen.save_audio(tmp_path / "target.wav", target, 44100)
     out = tmp_path / "fit"
-    assert cli.main(["train", str(PATCHES / "lowpass_saw.py"), "--target", str(tmp_path / "target.wav"),
-                     "--steps", "4", "--lr", "20", "--out", str(out), "--windows", "64,256",
-                     "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                str(PATCHES / "lowpass_saw.py"),
+                "--target",
+                str(tmp_path / "target.wav"),
+                "--steps",
+                "4",
+                "--lr",
+                "20",
+                "--out",
+                str(out),
+                "--windows",
+                "64,256",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "params.json").read_text())
     assert summary["steps"] == 4 and len(summary["history"]) == 4
     assert 800.0 < summary["parameters"]["cutoff"] <= 800.0 + 4 * 20.0 + 1e-3  # Adam moves ~lr per step

@@ -93,8 +93,9 @@ def test_exported_host_renders_wav(tmp_path):
     out = tmp_path / "saw"
     assert cli.main(["export", str(PATCHES / "lowpass_saw.py"), "-o", str(out)]) == 0
     if shutil.which("make"):
-        proc = subprocess.run(["make", "-s", "host", f"CFLAGS={' '.join(CFLAGS)}"], cwd=out, capture_output=True,
-                              text=True, timeout=120)
+        proc = subprocess.run(
+            ["make", "-s", "host", f"CFLAGS={' '.join(CFLAGS)}"], cwd=out, capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 0, proc.stderr
     else:
         _cc("-o", "host", "host.c", "lowpass_saw.c", cwd=out)
@@ -125,6 +126,7 @@ def test_two_exports_link_together(tmp_path):
         "    one_state *a = one_create(); two_state *b = two_create();\n"
         "    float l[64], r[64]; float *out[2] = {l, r};\n"
         "    one_process(a, 0, out, 64); two_process(b, 0, out, 64);\n"
-        "    one_destroy(a); two_destroy(b); return 0;\n}\n")
+        "    one_destroy(a); two_destroy(b); return 0;\n}\n"
+    )
     _cc("-o", "main", "main.c", "one.c", "two.c", cwd=tmp_path)
     subprocess.run([str(tmp_path / "main")], check=True, timeout=30)

@@ -3,6 +3,7 @@
 Expectations: scipy.signal.lfilter, RBJ coefficients computed here from the ops.md formulas,
 plain per-sample loops of the ops.md formulas, numpy.fft.rfft.
 """
+
 import math
 
 import numpy as np
@@ -84,8 +85,13 @@ def sos_loop(x, b0, b1, b2, a1, a2):
     """spec: y[n] = b0 x[n] + b1 x[n-1] + b2 x[n-2] - a1 y[n-1] - a2 y[n-2] (per-frame coefs)."""
     y = np.zeros(len(x))
     for n in range(len(x)):
-        y[n] = (b0[n] * x[n] + b1[n] * past(x, n - 1) + b2[n] * past(x, n - 2)
-                - a1[n] * past(y, n - 1) - a2[n] * past(y, n - 2))
+        y[n] = (
+            b0[n] * x[n]
+            + b1[n] * past(x, n - 1)
+            + b2[n] * past(x, n - 2)
+            - a1[n] * past(y, n - 1)
+            - a2[n] * past(y, n - 2)
+        )
     return y
 
 
@@ -119,12 +125,12 @@ def rbj_coefficients(cutoff, resonance, gain, mode, sr=SR):
     a0 = 1.0 + alpha
     c = math.cos(w)
     table = [
-        ((1 - c) / 2, 1 - c, (1 - c) / 2),                  # 0 lowpass
-        ((1 + c) / 2, -(1 + c), (1 + c) / 2),               # 1 highpass
-        (alpha, 0.0, -alpha),                               # 2 bandpass, 0 dB peak
-        (math.sin(w) / 2, 0.0, -math.sin(w) / 2),           # 3 bandpass, constant skirt
-        (1.0, -2 * c, 1.0),                                 # 4 notch
-        (1 - alpha, -2 * c, 1 + alpha),                     # 5 allpass
+        ((1 - c) / 2, 1 - c, (1 - c) / 2),  # 0 lowpass
+        ((1 + c) / 2, -(1 + c), (1 + c) / 2),  # 1 highpass
+        (alpha, 0.0, -alpha),  # 2 bandpass, 0 dB peak
+        (math.sin(w) / 2, 0.0, -math.sin(w) / 2),  # 3 bandpass, constant skirt
+        (1.0, -2 * c, 1.0),  # 4 notch
+        (1 - alpha, -2 * c, 1 + alpha),  # 5 allpass
     ]
     # selector(index = mode + 1): 0 if index <= 0; o_i for smallest i >= index; 0 if index > 6
     index = mode + 1
@@ -143,11 +149,14 @@ def biquad_graph(cutoff, resonance, gain, mode, sr=SR):
 
 
 @pytest.mark.parametrize("mode", range(6))
-@pytest.mark.parametrize("cutoff,resonance,gain", [
-    (1500.0, 1 / math.sqrt(2), 1.0),
-    (200.0, 0.5, 0.8),
-    (9000.0, 4.0, 1.7),
-])
+@pytest.mark.parametrize(
+    "cutoff,resonance,gain",
+    [
+        (1500.0, 1 / math.sqrt(2), 1.0),
+        (200.0, 0.5, 0.8),
+        (9000.0, 4.0, 1.7),
+    ],
+)
 def test_biquad_modes_match_rbj_lfilter(mode, cutoff, resonance, gain):
     rng = np.random.default_rng(120 + mode)
     x = rng.normal(size=1024)
@@ -202,8 +211,8 @@ def test_biquad_lowpass_is_minus_3db_at_cutoff():
     n = np.arange(N)
     x = np.sin(2 * np.pi * f * n / sr)
     y = run_graph(biquad_graph(f, 1 / math.sqrt(2), 1.0, 0.0, sr=sr), x[None, :])[0]
-    tail = y[N - 40 * 50:]
-    amp = math.sqrt(2.0) * math.sqrt(np.mean(tail ** 2))
+    tail = y[N - 40 * 50 :]
+    amp = math.sqrt(2.0) * math.sqrt(np.mean(tail**2))
     gain_db = 20.0 * math.log10(amp)
     assert abs(gain_db - 20.0 * math.log10(1.0 / math.sqrt(2.0))) < 0.1
     assert abs(gain_db + 3.01) < 0.1
@@ -249,7 +258,7 @@ def test_delay_integer(d):
     rng = np.random.default_rng(140)
     x = rng.normal(size=512)
     y = run_graph(delay_graph(float(d)), x[None, :])[0]
-    expected = np.concatenate([np.zeros(d), x[:len(x) - d]])
+    expected = np.concatenate([np.zeros(d), x[: len(x) - d]])
     assert_close(y, expected)
 
 
@@ -257,7 +266,7 @@ def test_delay_fractional_2_25():
     rng = np.random.default_rng(141)
     x = rng.normal(size=512)
     y = run_graph(delay_graph(2.25), x[None, :])[0]
-    xp = np.concatenate([np.zeros(3), x])     # xp[k + 3] = x[k]
+    xp = np.concatenate([np.zeros(3), x])  # xp[k + 3] = x[k]
     n = np.arange(512)
     expected = 0.75 * xp[n + 3 - 2] + 0.25 * xp[n + 3 - 3]
     assert_close(y, expected)
@@ -326,8 +335,7 @@ def test_delay_streaming():
     d = rng.uniform(0.0, 40.0, N)
     ins = np.stack([x, d])
     prog = compile_ref(delay_graph(None, max_delay=48, d_from_input=True), N)
-    parts = [run_prog(prog, ins[:, :300]), run_prog(prog, ins[:, 300:301]),
-             run_prog(prog, ins[:, 301:])]
+    parts = [run_prog(prog, ins[:, :300]), run_prog(prog, ins[:, 300:301]), run_prog(prog, ins[:, 301:])]
     assert_close(np.concatenate(parts, axis=1)[0], delay_loop(x, d, 48))
 
 
@@ -346,8 +354,9 @@ def sign(v):
 def compressor_loop(x, ratio, threshold, knee, attack, release, sc_on, sc, sr):
     """Per-sample loop of the ops.md compressor formula (parameters may be per-frame arrays)."""
     N = len(x)
-    p_ = [np.broadcast_to(np.asarray(v, dtype=float), (N,))
-          for v in (ratio, threshold, knee, attack, release, sc_on, sc)]
+    p_ = [
+        np.broadcast_to(np.asarray(v, dtype=float), (N,)) for v in (ratio, threshold, knee, attack, release, sc_on, sc)
+    ]
     ratio, threshold, knee, attack, release, sc_on, sc = p_
     g = 0.0
     y = np.empty(N)
@@ -397,10 +406,9 @@ def compressor_graph(ratio, threshold, knee, attack, release, sc_on, use_sc_inpu
 def test_compressor_matches_formula(knee, ratio, threshold):
     N = 2000
     x = make_signal(N, 150)
-    sc = make_signal(N, 151, f=150.0)     # present but ignored: sidechain_on = 0
+    sc = make_signal(N, 151, f=150.0)  # present but ignored: sidechain_on = 0
     attack, release = 0.002, 0.02
-    y = run_graph(compressor_graph(ratio, threshold, knee, attack, release, 0.0),
-                  np.stack([x, sc]))[0]
+    y = run_graph(compressor_graph(ratio, threshold, knee, attack, release, 0.0), np.stack([x, sc]))[0]
     expected = compressor_loop(x, ratio, threshold, knee, attack, release, 0.0, sc, SR)
     assert_close(y, expected, atol=1e-10)
     # the test signal does exercise the regions of the gain computer
@@ -410,7 +418,7 @@ def test_compressor_matches_formula(knee, ratio, threshold):
         assert np.sum(det >= threshold + knee / 2) > 50
     if knee > 0:
         assert np.sum((det > threshold - knee / 2) & (det < threshold + knee / 2)) > 50
-    assert np.max(np.abs(y - x)) > 1e-3     # it compressed something
+    assert np.max(np.abs(y - x)) > 1e-3  # it compressed something
 
 
 @pytest.mark.parametrize("knee", [0.0, 10.0])
@@ -422,7 +430,7 @@ def test_compressor_sidechain_on(knee):
     expected = compressor_loop(x, 4.0, -24.0, knee, 0.001, 0.05, 1.0, sc, SR)
     assert_close(y, expected, atol=1e-10)
     not_sc = compressor_loop(x, 4.0, -24.0, knee, 0.001, 0.05, 0.0, sc, SR)
-    assert np.max(np.abs(expected - not_sc)) > 1e-3   # the sidechain matters in this test
+    assert np.max(np.abs(expected - not_sc)) > 1e-3  # the sidechain matters in this test
 
 
 def test_compressor_sidechain_switch_per_frame_and_inputs():
@@ -452,7 +460,7 @@ def test_compressor_below_threshold_is_identity():
     y = run_graph(compressor_graph(4.0, -10.0, 6.0, 0.01, 0.1, 0.0), np.stack([x, x]))[0]
     big = np.abs(x) >= 1e-5
     assert_close(y[big], x[big])
-    assert y[0] == 0.0                     # sign(0) = 0
+    assert y[0] == 0.0  # sign(0) = 0
 
 
 def test_compressor_tiny_input_literal_db_floor():
@@ -523,10 +531,8 @@ def test_spectral_loss_streaming():
     rng = np.random.default_rng(171)
     ab = rng.normal(size=(2, N))
     prog = compile_ref(spectral_graph(W), N)
-    parts = [run_prog(prog, ab[:, :100]), run_prog(prog, ab[:, 100:130]),
-             run_prog(prog, ab[:, 130:])]
-    assert_close(np.concatenate(parts, axis=1)[0], spectral_loss_expected(ab[0], ab[1], W),
-                 atol=1e-9)
+    parts = [run_prog(prog, ab[:, :100]), run_prog(prog, ab[:, 100:130]), run_prog(prog, ab[:, 130:])]
+    assert_close(np.concatenate(parts, axis=1)[0], spectral_loss_expected(ab[0], ab[1], W), atol=1e-9)
 
 
 def test_mse():

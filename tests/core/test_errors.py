@@ -3,6 +3,7 @@
 A graph error may be raised when the node is added or, at the latest, by dgen.compile; each test
 therefore builds *and* compiles inside pytest.raises.
 """
+
 import math
 import operator
 import re
@@ -52,28 +53,31 @@ def test_graph_error_is_an_exception_class():
 # ---------------------------------------------------------------------------------------------
 # wrong input count
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("op_name,make_op,n_inputs", [
-    ("add", lambda g: Op.add, 1),
-    ("add", lambda g: Op.add, 3),
-    ("mul", lambda g: Op.mul, 0),
-    ("sin", lambda g: Op.sin, 2),
-    ("gswitch", lambda g: Op.gswitch, 2),
-    ("mix", lambda g: Op.mix, 4),
-    ("phasor", lambda g: Op.phasor(g.alloc()), 1),
-    ("latch", lambda g: Op.latch(g.alloc()), 3),
-    ("history_read", lambda g: Op.history_read(g.alloc()), 1),
-    ("history_write", lambda g: Op.history_write(g.alloc()), 0),
-    ("memory_write", lambda g: Op.memory_write(g.alloc(size=4)), 1),
-    ("output", lambda g: Op.output(0), 0),
-    ("constant", lambda g: Op.constant(1.0), 1),
-])
+@pytest.mark.parametrize(
+    "op_name,make_op,n_inputs",
+    [
+        ("add", lambda g: Op.add, 1),
+        ("add", lambda g: Op.add, 3),
+        ("mul", lambda g: Op.mul, 0),
+        ("sin", lambda g: Op.sin, 2),
+        ("gswitch", lambda g: Op.gswitch, 2),
+        ("mix", lambda g: Op.mix, 4),
+        ("phasor", lambda g: Op.phasor(g.alloc()), 1),
+        ("latch", lambda g: Op.latch(g.alloc()), 3),
+        ("history_read", lambda g: Op.history_read(g.alloc()), 1),
+        ("history_write", lambda g: Op.history_write(g.alloc()), 0),
+        ("memory_write", lambda g: Op.memory_write(g.alloc(size=4)), 1),
+        ("output", lambda g: Op.output(0), 0),
+        ("constant", lambda g: Op.constant(1.0), 1),
+    ],
+)
 def test_wrong_input_count(op_name, make_op, n_inputs):
     state = {}
 
     def build(g):
         x = g.n(Op.input(0))
         last = g.n(Op.sin, x)
-        state["expected_id"] = nid(last) + 1      # the bad node is the next one appended
+        state["expected_id"] = nid(last) + 1  # the bad node is the next one appended
         op = make_op(g)
         g.n(op, *([last] * n_inputs))
 
@@ -242,7 +246,7 @@ def test_run_wrong_channel_count(shape):
     with pytest.raises(RUN_ERRORS) as info:
         prog.run(inputs=np.ones(shape), frames=32)
     msg = str(info.value)
-    assert "2" in msg, msg                      # names the expected channel count
+    assert "2" in msg, msg  # names the expected channel count
     assert "shape" in msg.lower() or "channel" in msg.lower(), msg
 
 

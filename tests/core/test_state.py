@@ -3,6 +3,7 @@
 Expectations are closed forms, scipy.signal.lfilter, or plain per-sample loops of the ops.md
 formulas written here.
 """
+
 import math
 
 import numpy as np
@@ -71,7 +72,7 @@ def test_phasor_closed_form_value_before_update():
     g.n(Op.output(0), g.n(Op.phasor(g.alloc()), f, 0.0))
     y = run_graph(g, frames=N)[0]
     n = np.arange(N)
-    assert y[0] == 0.0                          # value BEFORE the first update
+    assert y[0] == 0.0  # value BEFORE the first update
     assert y[1] == pytest.approx(f / SR, rel=1e-12)
     assert np.all(y >= 0.0) and np.all(y < 1.0)
     assert circ_err(y, (n * f / SR) % 1.0).max() < 1e-9
@@ -95,7 +96,7 @@ def test_phasor_reset():
     f, N = 1000.0, 1024
     reset = np.zeros(N)
     reset[[100, 101, 500, 777]] = [1.0, 0.5, 2.0, 1e-3]
-    reset[[300, 301]] = [-1.0, 0.0]              # not > 0: no reset
+    reset[[300, 301]] = [-1.0, 0.0]  # not > 0: no reset
     g = dgen.Graph(sample_rate=SR)
     g.n(Op.output(0), g.n(Op.phasor(g.alloc()), f, g.n(Op.input(0))))
     y = run_graph(g, reset[None, :])[0]
@@ -122,11 +123,13 @@ def test_phasor_negative_frequency_stays_in_unit_interval():
 def test_phasor_frequency_from_input():
     N = 2048
     rng = np.random.default_rng(10)
-    freq = np.concatenate([
-        np.linspace(20.0, 8000.0, N // 2),
-        rng.uniform(-3000.0, 3000.0, N // 4),
-        rng.uniform(-2.5 * SR, 2.5 * SR, N // 4),     # |freq/sr| > 1 still wraps into [0, 1)
-    ])
+    freq = np.concatenate(
+        [
+            np.linspace(20.0, 8000.0, N // 2),
+            rng.uniform(-3000.0, 3000.0, N // 4),
+            rng.uniform(-2.5 * SR, 2.5 * SR, N // 4),  # |freq/sr| > 1 still wraps into [0, 1)
+        ]
+    )
     reset = (rng.uniform(size=N) < 0.01).astype(float)
     g = dgen.Graph(sample_rate=SR)
     ph = g.n(Op.phasor(g.alloc()), g.n(Op.input(0)), g.n(Op.input(1)))
@@ -179,7 +182,7 @@ def test_accum_running_sum_with_reset():
     y = run_graph(g, np.stack([incr, reset]))[0]
     expected = accum_loop(incr, reset)
     assert_close(y, expected, atol=1e-9)
-    assert y[0] == 0.0 and y[1] == 0.0           # reset on frame 0 -> next state 0
+    assert y[0] == 0.0 and y[1] == 0.0  # reset on frame 0 -> next state 0
     assert y[2] == incr[1]
     assert y[52] == 0.0 and y[1000] == 0.0
 
@@ -195,11 +198,13 @@ def test_accum_wraps_into_min_max():
     N = 2000
     rng = np.random.default_rng(12)
     lo_v, hi_v = -0.5, 1.0
-    incr = np.concatenate([
-        np.full(N // 4, math.sqrt(2) / 10),               # slow ramp, wraps at max
-        np.full(N // 4, -math.sqrt(3) / 7),               # negative ramp, wraps at min
-        rng.uniform(-4.0, 4.0, N // 2),                   # jumps larger than the span
-    ])
+    incr = np.concatenate(
+        [
+            np.full(N // 4, math.sqrt(2) / 10),  # slow ramp, wraps at max
+            np.full(N // 4, -math.sqrt(3) / 7),  # negative ramp, wraps at min
+            rng.uniform(-4.0, 4.0, N // 2),  # jumps larger than the span
+        ]
+    )
     reset = np.zeros(N)
     reset[[100, 700, 1500]] = 1.0
     g = dgen.Graph()
@@ -276,7 +281,7 @@ def test_history_one_sample_delay():
     r = g.n(Op.history_read(c))
     w = g.n(Op.history_write(c), g.n(Op.input(0)))
     g.n(Op.output(0), r)
-    g.n(Op.output(1), w)        # spec: history_write's value is x[n]
+    g.n(Op.output(1), w)  # spec: history_write's value is x[n]
     y = run_graph(g, x[None, :])
     assert_close(y[0], np.concatenate([[0.0], x[:-1]]))
     assert_close(y[1], x)
@@ -379,9 +384,9 @@ def test_memory_write_then_read_in_same_frame_with_seq():
         mem[mem_index(widx[n], K)] = val[n]
         expected[n] = mem[mem_index(ridx[n], K)]
     assert_close(y[0], expected)
-    assert_close(y[1], val)               # spec: memory_write's value is `value`
+    assert_close(y[1], val)  # spec: memory_write's value is `value`
     same = widx == ridx
-    assert_close(y[0][same], val[same])   # the write is visible in the same frame
+    assert_close(y[0][same], val[same])  # the write is visible in the same frame
 
 
 def test_memory_persists_across_frames_ring_buffer():
@@ -396,14 +401,36 @@ def test_memory_persists_across_frames_ring_buffer():
     wr = g.n(Op.memory_write(cell), g.n(Op.input(0)), g.n(Op.input(2)))
     g.n(Op.output(0), rd)
     g.n(Op.output(1), wr)
-    y = run_graph(g, np.stack([n % K, n - 1.0, x]))   # read index n-1 (-1 at n=0 wraps to K-1)
+    y = run_graph(g, np.stack([n % K, n - 1.0, x]))  # read index n-1 (-1 at n=0 wraps to K-1)
     assert_close(y[0], np.concatenate([[0.0], x[:-1]]))
 
 
 def test_memory_index_wrapping():
     K = 5
-    idx = np.array([0.0, 4.0, 5.0, 6.0, -1.0, -5.0, -6.0, 2.7, -0.5, -0.0, 1e6 + 3.0, -1e6 - 2.0,
-                    4.999, 123.9, math.nan, math.inf, -math.inf, 3.0, 12.5, -7.25])
+    idx = np.array(
+        [
+            0.0,
+            4.0,
+            5.0,
+            6.0,
+            -1.0,
+            -5.0,
+            -6.0,
+            2.7,
+            -0.5,
+            -0.0,
+            1e6 + 3.0,
+            -1e6 - 2.0,
+            4.999,
+            123.9,
+            math.nan,
+            math.inf,
+            -math.inf,
+            3.0,
+            12.5,
+            -7.25,
+        ]
+    )
     N = idx.size
     val = np.arange(1, N + 1, dtype=float) * 1.5
     g = dgen.Graph()
@@ -423,10 +450,10 @@ def test_memory_index_wrapping():
         mem[mem_index(idx[n], K)] = val[n]
         slots[:, n] = mem
     assert_close(y[:K], slots)
-    assert_close(y[K], val)     # reading the same (wrapped) index returns what was just written
+    assert_close(y[K], val)  # reading the same (wrapped) index returns what was just written
     # explicit spot checks
     assert mem_index(-1.0, K) == 4 and mem_index(-0.5, K) == 4 and mem_index(math.nan, K) == 0
-    assert y[4][4] == val[4]    # index -1 wrote slot 4
+    assert y[4][4] == val[4]  # index -1 wrote slot 4
     assert y[0][14] == val[14]  # nan index wrote slot 0
     assert y[0][15] == val[15]  # inf index wrote slot 0
     assert y[0][16] == val[16]  # -inf index wrote slot 0
@@ -508,7 +535,7 @@ def test_streaming_many_small_runs():
     prog = compile_ref(streaming_graph(), 256)
     parts, start = [], 0
     for size in [1, 7, 256, 300, 1, 500, 435]:
-        parts.append(run_prog(prog, x[:, start:start + size]))
+        parts.append(run_prog(prog, x[:, start : start + size]))
         start += size
     assert start == N
     assert_close(np.concatenate(parts, axis=1), whole)
@@ -561,7 +588,7 @@ def test_reset_clears_memory_cells():
     y1 = run_prog(prog, xs)
     assert_close(y1[0], np.concatenate([[0.0], xs[0, :-1]]))
     y2 = run_prog(prog, xs)
-    assert y2[0][0] == 8.0          # memory persisted across runs
+    assert y2[0][0] == 8.0  # memory persisted across runs
     prog.reset()
     y3 = run_prog(prog, xs)
     assert_close(y3, y1)

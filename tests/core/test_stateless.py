@@ -3,6 +3,7 @@
 Every op is fed through `Op.input` channels on the float64 reference backend and compared with an
 expectation written here from the spec (NumPy with C semantics), not from the implementation.
 """
+
 import math
 import zlib
 
@@ -86,12 +87,12 @@ BINARY = {
     "add": np.add,
     "sub": np.subtract,
     "mul": np.multiply,
-    "div": np.divide,                 # IEEE: x/0 -> +-inf, 0/0 -> nan
-    "mod": np.fmod,                   # C fmod: result has the sign of a
-    "pow": np.power,                  # C pow (numpy float64 power follows C99 pow)
+    "div": np.divide,  # IEEE: x/0 -> +-inf, 0/0 -> nan
+    "mod": np.fmod,  # C fmod: result has the sign of a
+    "pow": np.power,  # C pow (numpy float64 power follows C99 pow)
     "min": np.minimum,
     "max": np.maximum,
-    "atan2": np.arctan2,              # atan2(y, x)
+    "atan2": np.arctan2,  # atan2(y, x)
     "gt": cmp(np.greater),
     "lt": cmp(np.less),
     "gte": cmp(np.greater_equal),
@@ -101,18 +102,81 @@ BINARY = {
 }
 
 # Edge values for unary ops.  nan is added separately (sign(nan) is not specified).
-UNARY_EDGES = [0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5, 0.49, -0.49, 0.51, -0.51,
-               1.0, -1.0, 2.0, -2.0, 3.7, -3.7, 1e-300, -1e-300, 100.0, -100.0, 709.0, 710.0,
-               -745.0, -750.0, 1e300, -1e300, INF, -INF]
+UNARY_EDGES = [
+    0.0,
+    -0.0,
+    0.5,
+    -0.5,
+    1.5,
+    -1.5,
+    2.5,
+    -2.5,
+    3.5,
+    -3.5,
+    0.49,
+    -0.49,
+    0.51,
+    -0.51,
+    1.0,
+    -1.0,
+    2.0,
+    -2.0,
+    3.7,
+    -3.7,
+    1e-300,
+    -1e-300,
+    100.0,
+    -100.0,
+    709.0,
+    710.0,
+    -745.0,
+    -750.0,
+    1e300,
+    -1e300,
+    INF,
+    -INF,
+]
 
 # Edge pairs (a, b) for binary ops.
 BINARY_EDGES = [
-    (1.0, 0.0), (-1.0, 0.0), (0.0, 0.0), (1.0, -0.0), (0.0, -1.0), (-0.0, -1.0),
-    (5.5, 2.0), (-5.5, 2.0), (5.5, -2.0), (-5.5, -2.0), (7.0, 7.0), (-7.0, 7.0), (6.0, 3.0),
-    (2.0, 3.0), (2.0, -2.0), (2.0, 0.5), (-2.0, 0.5), (-8.0, 1.0 / 3.0), (-2.0, 3.0), (0.0, -1.0),
-    (4.0, 0.0), (0.1, 1e-3), (1e300, 1e300), (1e-300, 1e300), (-1e300, 1e-300),
-    (INF, 2.0), (-INF, 3.0), (2.0, INF), (0.5, INF), (3.0, -INF), (5.5, INF), (-5.5, -INF),
-    (INF, INF), (INF, -INF), (-INF, -INF), (1.0, 1.0), (1.0, 2.0), (2.0, 1.0),
+    (1.0, 0.0),
+    (-1.0, 0.0),
+    (0.0, 0.0),
+    (1.0, -0.0),
+    (0.0, -1.0),
+    (-0.0, -1.0),
+    (5.5, 2.0),
+    (-5.5, 2.0),
+    (5.5, -2.0),
+    (-5.5, -2.0),
+    (7.0, 7.0),
+    (-7.0, 7.0),
+    (6.0, 3.0),
+    (2.0, 3.0),
+    (2.0, -2.0),
+    (2.0, 0.5),
+    (-2.0, 0.5),
+    (-8.0, 1.0 / 3.0),
+    (-2.0, 3.0),
+    (0.0, -1.0),
+    (4.0, 0.0),
+    (0.1, 1e-3),
+    (1e300, 1e300),
+    (1e-300, 1e300),
+    (-1e300, 1e-300),
+    (INF, 2.0),
+    (-INF, 3.0),
+    (2.0, INF),
+    (0.5, INF),
+    (3.0, -INF),
+    (5.5, INF),
+    (-5.5, -INF),
+    (INF, INF),
+    (INF, -INF),
+    (-INF, -INF),
+    (1.0, 1.0),
+    (1.0, 2.0),
+    (2.0, 1.0),
 ]
 BINARY_NAN_EDGES = [(NAN, 1.0), (1.0, NAN), (NAN, NAN), (NAN, 0.0), (0.0, NAN)]
 # spec: min/max are "(in the original too)" without a NaN rule (fmin vs. minimum differ): no NaN.
@@ -175,7 +239,7 @@ def test_mod_is_c_fmod_sign_of_dividend():
     b = np.array([2.0, 2.0, -2.0, -2.0, 7.0, 3.0, 0.0, 1.0])
     y = run_op(Op.mod, a, b)
     assert_close(y[:6], [1.5, -1.5, 1.5, -1.5, 0.0, -1.0])
-    assert math.isnan(y[6])          # fmod(x, 0) = nan
+    assert math.isnan(y[6])  # fmod(x, 0) = nan
     assert y[7] == 0.25
 
 
@@ -184,11 +248,11 @@ def test_pow_c_semantics():
     b = np.array([10.0, -1.0, 1.0 / 3.0, -1.0, 0.5, 3.0, NAN, 0.0, 0.5])
     y = run_op(Op.pow, a, b)
     assert_close(y[:2], [1024.0, 0.5])
-    assert math.isnan(y[2])          # negative base, non-integer exponent
-    assert y[3] == INF               # pow(0, -1)
+    assert math.isnan(y[2])  # negative base, non-integer exponent
+    assert y[3] == INF  # pow(0, -1)
     assert_close(y[4:6], [3.0, -8.0])
-    assert y[6] == 1.0               # C: pow(1, nan) = 1
-    assert y[7] == 1.0               # C: pow(nan, 0) = 1
+    assert y[6] == 1.0  # C: pow(1, nan) = 1
+    assert y[7] == 1.0  # C: pow(nan, 0) = 1
     assert math.isnan(y[8])
 
 
@@ -269,12 +333,10 @@ def test_gswitch_condition_sign():
     # spec: "a if cond > 0 else b"
     cond = np.array([1.0, 0.0, -0.0, -1.0, 0.5, 1e-300, -1e-300, INF, -INF, NAN, 0.0, -3.0, 2.0])
     a = np.array([10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 18.0, 19.0, NAN, INF, 20.0])
-    b = np.array([-10.0, -11.0, -12.0, -13.0, -14.0, -15.0, -16.0, -17.0, -18.0, -19.0,
-                  -20.0, -21.0, NAN])
+    b = np.array([-10.0, -11.0, -12.0, -13.0, -14.0, -15.0, -16.0, -17.0, -18.0, -19.0, -20.0, -21.0, NAN])
     y = run_op(Op.gswitch, cond, a, b)
     # nan > 0 is false -> b; the branch not taken must not leak nan/inf into the result
-    expected = [10.0, -11.0, -12.0, -13.0, 14.0, 15.0, -16.0, 17.0, -18.0, -19.0, -20.0, -21.0,
-                20.0]
+    expected = [10.0, -11.0, -12.0, -13.0, 14.0, 15.0, -16.0, 17.0, -18.0, -19.0, -20.0, -21.0, 20.0]
     assert_close(y, expected)
 
 
@@ -294,8 +356,9 @@ def selector_expected(index, options):
 
 
 def test_selector_boundaries():
-    index = np.array([-5.0, -1.0, -1e-9, 0.0, 1e-9, 0.5, 1.0, 1.0 + 1e-9, 1.5, 2.0, 2.5, 3.0,
-                      3.0 + 1e-9, 3.5, 4.0, 100.0, -INF, INF])
+    index = np.array(
+        [-5.0, -1.0, -1e-9, 0.0, 1e-9, 0.5, 1.0, 1.0 + 1e-9, 1.5, 2.0, 2.5, 3.0, 3.0 + 1e-9, 3.5, 4.0, 100.0, -INF, INF]
+    )
     rng = _rng(3)
     opts = [rng.uniform(1.0, 2.0, index.size) + 10.0 * (i + 1) for i in range(3)]
     g = dgen.Graph()
@@ -306,13 +369,13 @@ def test_selector_boundaries():
     expected = selector_expected(index, opts)
     assert_close(y, expected)
     # spot checks straight from the spec text
-    assert y[3] == 0.0                # index 0 -> 0
-    assert y[4] == opts[0][4]         # index in (0, 1] -> o1
-    assert y[6] == opts[0][6]         # index 1 -> o1
-    assert y[7] == opts[1][7]         # index just above 1 -> o2
-    assert y[8] == opts[1][8]         # 1.5 -> o2
-    assert y[11] == opts[2][11]       # 3 = k -> o3
-    assert y[12] == 0.0 and y[15] == 0.0   # > k -> 0
+    assert y[3] == 0.0  # index 0 -> 0
+    assert y[4] == opts[0][4]  # index in (0, 1] -> o1
+    assert y[6] == opts[0][6]  # index 1 -> o1
+    assert y[7] == opts[1][7]  # index just above 1 -> o2
+    assert y[8] == opts[1][8]  # 1.5 -> o2
+    assert y[11] == opts[2][11]  # 3 = k -> o3
+    assert y[12] == 0.0 and y[15] == 0.0  # > k -> 0
 
 
 def test_selector_with_plain_number_options():
@@ -339,7 +402,7 @@ def test_constant_and_plain_number_inputs():
     g = dgen.Graph()
     x = g.n(Op.input(0))
     g.n(Op.output(0), g.n(Op.constant(2.5)))
-    g.n(Op.output(1), g.n(Op.add, x, 2.5))            # plain number becomes a constant
+    g.n(Op.output(1), g.n(Op.add, x, 2.5))  # plain number becomes a constant
     g.n(Op.output(2), g.n(Op.sub, 1.0, x))
     g.n(Op.output(3), g.n(Op.mul, g.n(Op.constant(-3.0)), x))
     xs = np.linspace(-2.0, 2.0, 33)

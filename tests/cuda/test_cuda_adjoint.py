@@ -75,8 +75,9 @@ def test_training_program_matches_reference(instances):
 
 def biquad_fit(instances):
     g = dgen.Graph()
-    cutoff = dgen.Parameter(g, np.linspace(500.0, 4000.0, instances) if instances > 1 else 800.0, name="cutoff",
-                            min=20.0, max=20000.0)
+    cutoff = dgen.Parameter(
+        g, np.linspace(500.0, 4000.0, instances) if instances > 1 else 800.0, name="cutoff", min=20.0, max=20000.0
+    )
     q = dgen.Parameter(g, 0.9, name="q", min=0.1, max=10.0)
     x = g.input(0)
     y = g.biquad(x, cutoff.node(), q.node(), 1.0, 0.0)

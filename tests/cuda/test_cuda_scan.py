@@ -135,8 +135,9 @@ def test_forward_program_scans_only_when_asked():
         kw = {} if scan is None else {"scan": True}
         prog = dgen.compile(g, backend="cuda", frame_count=4096, **kw)
         k = np.full((1, 1, 4096), 0.9, np.float32)
-        runs[scan] = np.concatenate([prog.run(np.concatenate([x[:, :, i : i + 4096], k], axis=1))
-                                     for i in (0, 4096)], axis=-1)
+        runs[scan] = np.concatenate(
+            [prog.run(np.concatenate([x[:, :, i : i + 4096], k], axis=1)) for i in (0, 4096)], axis=-1
+        )
         assert prog.kernel.scan == (scan is True)
     ref = dgen.compile(_one_pole_bank(), backend="reference", frame_count=4096, dtype=np.float32)
     k = np.full((1, 1, 4096), 0.9, np.float32)

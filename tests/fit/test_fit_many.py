@@ -33,8 +33,16 @@ def targets():
 
 
 def _fit(targets, executor, **kw):
-    return dgen.fit_many(build_onepole, targets, steps=150, executor=executor, backend=BACKEND,
-                         sample_rate=SAMPLE_RATE, progress=False, **kw)
+    return dgen.fit_many(
+        build_onepole,
+        targets,
+        steps=150,
+        executor=executor,
+        backend=BACKEND,
+        sample_rate=SAMPLE_RATE,
+        progress=False,
+        **kw,
+    )
 
 
 def _check(results):
@@ -57,8 +65,16 @@ def test_process_agrees_with_serial(targets):
 
 
 def test_multistart_instances_keep_the_best(targets):
-    (r,) = dgen.fit_many(build_onepole, targets[:1], steps=150, executor="serial", backend=BACKEND,
-                              sample_rate=SAMPLE_RATE, instances=3, progress=False)
+    (r,) = dgen.fit_many(
+        build_onepole,
+        targets[:1],
+        steps=150,
+        executor="serial",
+        backend=BACKEND,
+        sample_rate=SAMPLE_RATE,
+        instances=3,
+        progress=False,
+    )
     assert abs(r.values["a"] - TRUE[0]) < 5e-3 and 0 <= r.instance < 3
 
 
@@ -90,8 +106,9 @@ def test_ray_on_a_local_instance(targets):
     if started:  # workers import _builders from this folder, as a user's job ships its code
         here = str(Path(__file__).parent)
         path = os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+        ray.init(
+            num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}}
+        )
     try:
         ray_results = _fit(targets, "ray")
     finally:

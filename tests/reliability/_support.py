@@ -44,8 +44,10 @@ requires_cc = pytest.mark.skipif(not HAVE_CC, reason=f"no C compiler: {WHY_NO_CC
 def compiled_backends():
     """pytest params: every compiled backend, CUDA with its marker (skipped without a GPU)."""
     cuda_ok, why = _have_cuda() if os.environ.get("DGEN_TEST_CUDA", "1") != "0" else (False, "disabled")
-    return [pytest.param("c", marks=requires_cc),
-            pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not cuda_ok, reason=f"no CUDA: {why}")])]
+    return [
+        pytest.param("c", marks=requires_cc),
+        pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not cuda_ok, reason=f"no CUDA: {why}")]),
+    ]
 
 
 def run_script(code: str, env=None, timeout=120) -> subprocess.CompletedProcess:
@@ -56,5 +58,6 @@ def run_script(code: str, env=None, timeout=120) -> subprocess.CompletedProcess:
             full.pop(k, None)
         else:
             full[k] = v
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=full, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full, timeout=timeout
+    )

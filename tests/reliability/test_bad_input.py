@@ -40,14 +40,18 @@ def sine_of_input(backend, channels=1, instances=1, frame_count=16):
 
 # ------------------------------------------------------------------ run(): dtype
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("bad", [
-    np.ones((1, 16), complex),
-    np.ones((1, 16), object),
-    np.array([["a"] * 16]),
-    np.array([[b"a"] * 16]),
-    np.array([[None] * 16]),
-    np.array([["2020-01-01"] * 16], "datetime64[D]"),
-], ids=["complex", "object", "str", "bytes", "none", "datetime"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.ones((1, 16), complex),
+        np.ones((1, 16), object),
+        np.array([["a"] * 16]),
+        np.array([[b"a"] * 16]),
+        np.array([[None] * 16]),
+        np.array([["2020-01-01"] * 16], "datetime64[D]"),
+    ],
+    ids=["complex", "object", "str", "bytes", "none", "datetime"],
+)
 def test_run_rejects_non_real_dtypes(backend, bad):
     prog = sine_of_input(backend)
     with pytest.raises(dgen.RunInputError, match=re.escape(str(bad.dtype))):
@@ -87,11 +91,16 @@ def test_values_beyond_float32_are_an_error_not_inf(backend):
 
 # ------------------------------------------------------------------ run(): shape
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("shape,want", [((1, 16), "reads 2 input channel(s), inputs have 1"),
-                                        ((3, 16), "reads 2 input channel(s), inputs have 3"),
-                                        ((16,), "expected (2, frames)"),
-                                        ((1, 2, 16, 1), "expected (2, frames)"),
-                                        ((), "expected (2, frames)")])
+@pytest.mark.parametrize(
+    "shape,want",
+    [
+        ((1, 16), "reads 2 input channel(s), inputs have 1"),
+        ((3, 16), "reads 2 input channel(s), inputs have 3"),
+        ((16,), "expected (2, frames)"),
+        ((1, 2, 16, 1), "expected (2, frames)"),
+        ((), "expected (2, frames)"),
+    ],
+)
 def test_run_wrong_channels_or_ndim(backend, shape, want):
     prog = sine_of_input(backend, channels=2)
     with pytest.raises(dgen.RunInputError) as info:
@@ -109,7 +118,7 @@ def test_run_without_inputs_on_a_graph_that_reads_some(backend):
 
 # ------------------------------------------------------------------ run(): frames
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("frames", [0, -1, -10**9, 1.5, 2.0, "4", True, np.float32(4.0), [4]])
+@pytest.mark.parametrize("frames", [0, -1, -(10**9), 1.5, 2.0, "4", True, np.float32(4.0), [4]])
 def test_run_bad_frames(backend, frames):
     prog = sine_of_input(backend)
     with pytest.raises(dgen.RunInputError) as info:
@@ -127,9 +136,18 @@ def test_run_frames_mismatch_and_numpy_ints(backend):
     assert prog.run(np.ones((1, 4)), frames=np.int64(4)).shape == (1, 4)
 
 
-@pytest.mark.parametrize("what,value", [("frame_count", 0), ("frame_count", -3), ("frame_count", 2.5),
-                                        ("frame_count", True), ("instances", 0), ("instances", 1.5),
-                                        ("instances", False)])
+@pytest.mark.parametrize(
+    "what,value",
+    [
+        ("frame_count", 0),
+        ("frame_count", -3),
+        ("frame_count", 2.5),
+        ("frame_count", True),
+        ("instances", 0),
+        ("instances", 1.5),
+        ("instances", False),
+    ],
+)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_compile_bad_frame_count_or_instances(backend, what, value):
     g = dgen.Graph()
@@ -140,11 +158,16 @@ def test_compile_bad_frame_count_or_instances(backend, what, value):
 
 # ------------------------------------------------------------------ instances
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("shape,hint", [((3, 1, 8), "runs 2 instance(s), inputs have 3"),
-                                        ((1, 1, 8), "runs 2 instance(s), inputs have 1"),
-                                        ((2, 2, 8), "reads 1 input channel(s), inputs have 2"),
-                                        ((1, 8), "expected (2, 1, frames)"),
-                                        ((8,), "expected (2, 1, frames)")])
+@pytest.mark.parametrize(
+    "shape,hint",
+    [
+        ((3, 1, 8), "runs 2 instance(s), inputs have 3"),
+        ((1, 1, 8), "runs 2 instance(s), inputs have 1"),
+        ((2, 2, 8), "reads 1 input channel(s), inputs have 2"),
+        ((1, 8), "expected (2, 1, frames)"),
+        ((8,), "expected (2, 1, frames)"),
+    ],
+)
 def test_instances_wrong_leading_axis(backend, shape, hint):
     prog = sine_of_input(backend, instances=2)
     with pytest.raises(dgen.RunInputError) as info:
@@ -162,11 +185,15 @@ def test_parameter_value_array_of_the_wrong_length(backend):
         x = np.ones((1, 8)) if instances == 1 else np.ones((instances, 1, 8))
         with pytest.raises(dgen.RunInputError) as info:
             prog.run(x)
-        assert "'gain'" in str(info.value) and "3 values" in str(info.value) and f"{instances} instances" in str(
-            info.value)
+        assert (
+            "'gain'" in str(info.value)
+            and "3 values" in str(info.value)
+            and f"{instances} instances" in str(info.value)
+        )
     gain.value = [1.0, 2.0]
-    np.testing.assert_array_equal(dgen.compile(g, backend=backend, frame_count=8, instances=2).run(
-        np.ones((2, 1, 8)))[:, 0, 0], [1.0, 2.0])
+    np.testing.assert_array_equal(
+        dgen.compile(g, backend=backend, frame_count=8, instances=2).run(np.ones((2, 1, 8)))[:, 0, 0], [1.0, 2.0]
+    )
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast")
@@ -218,7 +245,7 @@ def test_loss_nan_with_finite_gradient_stops():
     g = dgen.Graph()
     a = dgen.Parameter(g, value=1e80, name="a")
     y = g.n(Op.pow, a.node(), 4.0)  # inf in float64
-    loss = y * g.input(0)           # inf * 0 at frame 0 -> NaN mean
+    loss = y * g.input(0)  # inf * 0 at frame 0 -> NaN mean
     g.output(0, loss)
     prog = dgen.compile(g, backend="reference", frame_count=4, backwards=True)
     ctx = dgen.TrainingContext([a], dgen.SGD(lr=1e-300), loss, prog)
@@ -306,10 +333,13 @@ print("REFERENCE", dgen.compile(g, backend="reference", frame_count=4).run([[0.0
 """
 
 
-@pytest.mark.parametrize("env,tried", [
-    ({"CC": "/nonexistent/cc"}, "$CC='/nonexistent/cc'"),
-    ({"CC": None, "PATH": "/nonexistent"}, "cc, gcc, clang"),
-])
+@pytest.mark.parametrize(
+    "env,tried",
+    [
+        ({"CC": "/nonexistent/cc"}, "$CC='/nonexistent/cc'"),
+        ({"CC": None, "PATH": "/nonexistent"}, "cc, gcc, clang"),
+    ],
+)
 def test_missing_compiler(tmp_path, env, tried):
     res = run_script(NO_CC_SCRIPT, {**env, "DGEN_CACHE_DIR": str(tmp_path)})
     assert res.returncode == 0, res.stderr
@@ -322,8 +352,10 @@ def test_missing_compiler(tmp_path, env, tried):
 def test_compiler_that_is_not_a_compiler(tmp_path):
     script = NO_CC_SCRIPT.replace("dgen.BackendUnavailable", "dgen.DgenError")
     for cc, want in (("/bin/true", "exited 0 but wrote nothing"), ("/bin/false", "C compiler failed (exit 1)")):
-        res = run_script(script.replace('print("UNAVAILABLE", e)', 'print(type(e).__name__, e)'),
-                         {"CC": cc, "DGEN_CACHE_DIR": str(tmp_path)})
+        res = run_script(
+            script.replace('print("UNAVAILABLE", e)', "print(type(e).__name__, e)"),
+            {"CC": cc, "DGEN_CACHE_DIR": str(tmp_path)},
+        )
         assert res.returncode == 0, res.stderr
         assert res.stdout.startswith("CompileError") and want in res.stdout, res.stdout
         assert not list(tmp_path.glob("*.so")), "a failed build must leave no cache entry"
@@ -364,12 +396,12 @@ def test_corrupt_cache_entries_are_rebuilt(tmp_path):
     good = {lib: lib.read_bytes() for lib in libs}
     # four kinds of damage, one per entry
     data = bytearray(good[libs[0]])
-    libs[0].write_bytes(bytes(data[: len(data) // 2]))                       # truncated
+    libs[0].write_bytes(bytes(data[: len(data) // 2]))  # truncated
     data = bytearray(good[libs[1]])
-    data[len(data) // 2: len(data) // 2 + 64] = os.urandom(64)               # garbled, same size
+    data[len(data) // 2 : len(data) // 2 + 64] = os.urandom(64)  # garbled, same size
     libs[1].write_bytes(bytes(data))
-    libs[2].with_suffix(".sha256").write_text("0" * 64)                      # garbled digest
-    libs[3].write_bytes(good[libs[0]])                                       # another graph's library
+    libs[2].with_suffix(".sha256").write_text("0" * 64)  # garbled digest
+    libs[3].write_bytes(good[libs[0]])  # another graph's library
     second = run_script(CACHE_SCRIPT, env)
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout) == json.loads(first.stdout)  # same output: rebuilt, not loaded

@@ -53,7 +53,7 @@ def serial(backend, g, x, chunks):
     prog = dgen.compile(g, backend=backend, frame_count=256)
     out, at = [], 0
     for n in chunks:
-        out.append(prog.run(x[:, at:at + n], frames=n))
+        out.append(prog.run(x[:, at : at + n], frames=n))
         at += n
     return np.concatenate(out, axis=1)
 
@@ -83,16 +83,18 @@ def test_one_graph_many_programs_in_threads(backend):
     """Programs of one graph share one loaded library; running them at once must not mix state."""
     g = patch()
     progs = [dgen.compile(g, backend=backend, frame_count=512, instances=b) for b in (1, 3, 1, 5)]
-    xs = [signal(4096, k) if p.instances == 1 else np.stack([signal(4096, k + i) for i in range(p.instances)])
-          for k, p in enumerate(progs)]
+    xs = [
+        signal(4096, k) if p.instances == 1 else np.stack([signal(4096, k + i) for i in range(p.instances)])
+        for k, p in enumerate(progs)
+    ]
     want = []
     for p, x in zip(progs, xs):
-        want.append(np.concatenate([p.run(x[..., a:a + 512], frames=512) for a in range(0, 4096, 512)], axis=-1))
+        want.append(np.concatenate([p.run(x[..., a : a + 512], frames=512) for a in range(0, 4096, 512)], axis=-1))
         p.reset()
 
     def work(k):
         p, x = progs[k], xs[k]
-        return np.concatenate([p.run(x[..., a:a + 512], frames=512) for a in range(0, 4096, 512)], axis=-1)
+        return np.concatenate([p.run(x[..., a : a + 512], frames=512) for a in range(0, 4096, 512)], axis=-1)
 
     for _ in range(3):
         for p in progs:

@@ -25,10 +25,49 @@ import dgen
 from dgen import Op
 
 F32MAX = float(np.finfo(np.float32).max)
-EXTREME = [math.nan, math.inf, -math.inf, 1e30, -1e30, 1e38, -1e38, F32MAX, -F32MAX, 3e9, -3e9,
-           2147483648.0, -2147483648.0, 2147483520.0, -2147483520.0, -2147483904.0, 16777217.0, 1e10 + 0.5,
-           -0.5, -1.0, -1e-30, 1e-40, -1e-40, -0.0, 0.0, 0.999999, 1.5, -1.5, 63.0, 64.0, 65.0, -64.0, -65.0,
-           999.0, 1000.0, -1000.0, -1001.0, 7.0, -7.0, 2.0, 3.0]
+EXTREME = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    1e30,
+    -1e30,
+    1e38,
+    -1e38,
+    F32MAX,
+    -F32MAX,
+    3e9,
+    -3e9,
+    2147483648.0,
+    -2147483648.0,
+    2147483520.0,
+    -2147483520.0,
+    -2147483904.0,
+    16777217.0,
+    1e10 + 0.5,
+    -0.5,
+    -1.0,
+    -1e-30,
+    1e-40,
+    -1e-40,
+    -0.0,
+    0.0,
+    0.999999,
+    1.5,
+    -1.5,
+    63.0,
+    64.0,
+    65.0,
+    -64.0,
+    -65.0,
+    999.0,
+    1000.0,
+    -1000.0,
+    -1001.0,
+    7.0,
+    -7.0,
+    2.0,
+    3.0,
+]
 SIZES = (1, 2, 3, 7, 64, 1000)
 GUARD = 7.0  # sentinel in the cells before and after the buffer
 
@@ -36,8 +75,13 @@ GUARD = 7.0  # sentinel in the cells before and after the buffer
 def index_stream(seed: int, n: int = 181) -> np.ndarray:
     """The extreme values plus random ones of every magnitude, shuffled; `n` is odd (SIMD tails)."""
     rng = np.random.default_rng(seed)
-    rand = np.concatenate([rng.uniform(-2000, 2000, 40), rng.normal(0, 5, 30),
-                           rng.choice([-1, 1], 40) * 10.0 ** rng.uniform(-40, 38.5, 40)])
+    rand = np.concatenate(
+        [
+            rng.uniform(-2000, 2000, 40),
+            rng.normal(0, 5, 30),
+            rng.choice([-1, 1], 40) * 10.0 ** rng.uniform(-40, 38.5, 40),
+        ]
+    )
     x = np.concatenate([EXTREME, rand])
     x = np.resize(rng.permutation(x), n)
     return x
@@ -74,8 +118,12 @@ def memory_graph(size: int, read_only: bool = False):
 
 def inputs_for(seed, instances, frames=181):
     rng = np.random.default_rng(seed + 1000)
-    per = [np.stack([index_stream(seed + 10 * b, frames), index_stream(seed + 10 * b + 5, frames),
-                     rng.uniform(-1, 1, frames)]) for b in range(instances)]
+    per = [
+        np.stack(
+            [index_stream(seed + 10 * b, frames), index_stream(seed + 10 * b + 5, frames), rng.uniform(-1, 1, frames)]
+        )
+        for b in range(instances)
+    ]
     return per[0] if instances == 1 else np.stack(per)
 
 
@@ -106,7 +154,7 @@ def check_guards(prog, cells):
     offs = prog.plan.layout.offsets
     mem = prog.mem.get() if hasattr(prog.mem, "get") else np.asarray(prog.mem)  # CuPy on the CUDA backend
     for c in (lo, hi):
-        assert np.all(mem[offs[c.id]: offs[c.id] + c.size] == GUARD), f"guard cell {c.id} was overwritten"
+        assert np.all(mem[offs[c.id] : offs[c.id] + c.size] == GUARD), f"guard cell {c.id} was overwritten"
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -226,14 +274,21 @@ def harness_source(csource, mem_size):
                     reads.append(f"    arr[{k}] = malloc((size_t)frames * Bp * sizeof(float));")
                     outs.append((s.node, k))
                 else:
-                    reads.append(f"    {{ float *t = take(in, (size_t)frames * B); "
-                                 f"arr[{k}] = padded(t, (size_t)frames, B, Bp); free(t); }}")
+                    reads.append(
+                        f"    {{ float *t = take(in, (size_t)frames * B); "
+                        f"arr[{k}] = padded(t, (size_t)frames, B, Bp); free(t); }}"
+                    )
             ptrs.append(f"arr[{array_of[key]}]")
         calls.append(f"    {{ float *ext[] = {{{', '.join(ptrs) or 'NULL'}}}; {st.name}(mem, ext, frames, groups); }}")
     writes = [f"    put(out, arr[{k}], (size_t)frames, B, Bp);" for _, k in outs]
-    main = (MAIN.replace("LANES", "1" if csource.lanes else "0").replace("MEMSIZE", str(mem_size))
-            .replace("NARRAYS", str(len(array_of))).replace("READS", "\n".join(reads))
-            .replace("CALLS", "\n".join(calls)).replace("WRITES", "\n".join(writes)))
+    main = (
+        MAIN.replace("LANES", "1" if csource.lanes else "0")
+        .replace("MEMSIZE", str(mem_size))
+        .replace("NARRAYS", str(len(array_of)))
+        .replace("READS", "\n".join(reads))
+        .replace("CALLS", "\n".join(calls))
+        .replace("WRITES", "\n".join(writes))
+    )
     externals = [key for key in array_of if key[0] != "node"]
     return csource.source + main, externals, [n for n, _ in outs]
 
@@ -242,8 +297,13 @@ def asan_build(tmp_path, source, name):
     from dgen.runtime import cc
 
     flags = [f for f in cc.default_flags() if f not in ("-O3", "-fPIC")]
-    flags += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined,float-cast-overflow",
-              "-fno-sanitize-recover=all"]
+    flags += [
+        "-O1",
+        "-g",
+        "-fno-omit-frame-pointer",
+        "-fsanitize=address,undefined,float-cast-overflow",
+        "-fno-sanitize-recover=all",
+    ]
     exe = tmp_path / name
     try:
         cc.build(source, exe, flags, shared=False)
@@ -260,14 +320,17 @@ def asan_run(exe, tmp_path, mem, externals_data, out_nodes, frames, B, mem_size)
     blob += b"".join(np.ascontiguousarray(x, np.float32).tobytes() for x in externals_data)
     src, dst = tmp_path / "in.bin", tmp_path / "out.bin"
     src.write_bytes(blob)
-    env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1",
-           "PATH": "/usr/bin:/bin"}
+    env = {
+        "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
+        "UBSAN_OPTIONS": "print_stacktrace=1",
+        "PATH": "/usr/bin:/bin",
+    }
     res = subprocess.run([str(exe), str(src), str(dst)], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0 and "runtime error" not in res.stderr, f"sanitizer report:\n{res.stderr[-4000:]}"
     data = np.frombuffer(dst.read_bytes(), np.float32)
     n = frames * B
-    outs = {node: data[k * n:(k + 1) * n].reshape(frames, B) for k, node in enumerate(out_nodes)}
-    return outs, data[len(out_nodes) * n:].reshape(mem_size, B)
+    outs = {node: data[k * n : (k + 1) * n].reshape(frames, B) for k, node in enumerate(out_nodes)}
+    return outs, data[len(out_nodes) * n :].reshape(mem_size, B)
 
 
 @pytest.mark.skipif(not HAVE_CC, reason="no C compiler")

@@ -40,8 +40,11 @@ import dgen
 from dgen import Op
 
 LONG = os.environ.get("DGEN_HYPOTHESIS", "") == "long"
-_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                     HealthCheck.filter_too_much], print_blob=True)
+_common = dict(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    print_blob=True,
+)
 settings.register_profile("dgen-ci", derandomize=True, database=None, **_common)
 settings.register_profile("dgen-long", **_common)
 PROFILE = settings.get_profile("dgen-long" if LONG else "dgen-ci")
@@ -68,8 +71,14 @@ def _rbj_l1(cutoff, q, gain, mode, sr=SR, n=4000):
     """L1 norm of the biquad's impulse response (a bound on its gain), float64."""
     w = 2 * math.pi * cutoff / sr
     alpha, c = math.sin(w) / (2 * q), math.cos(w)
-    table = [((1 - c) / 2, 1 - c, (1 - c) / 2), ((1 + c) / 2, -(1 + c), (1 + c) / 2), (alpha, 0, -alpha),
-             (math.sin(w) / 2, 0, -math.sin(w) / 2), (1, -2 * c, 1), (1 - alpha, -2 * c, 1 + alpha)]
+    table = [
+        ((1 - c) / 2, 1 - c, (1 - c) / 2),
+        ((1 + c) / 2, -(1 + c), (1 + c) / 2),
+        (alpha, 0, -alpha),
+        (math.sin(w) / 2, 0, -math.sin(w) / 2),
+        (1, -2 * c, 1),
+        (1 - alpha, -2 * c, 1 + alpha),
+    ]
     a0 = 1 + alpha
     b = [v * gain / a0 for v in table[mode]]
     return _l1(b, (-2 * c / a0, (1 - alpha) / a0), n)
@@ -93,10 +102,43 @@ def f32(v: float) -> float:
 class Builder:
     """Draws one random graph step by step from hypothesis `data`."""
 
-    SMOOTH_KINDS = ("affine", "add", "sub", "mul", "sin", "cos", "tanh", "exp", "soft_div", "log1p2", "sqrt1p2",
-                    "feedback", "sos", "delay", "biquad", "sine_osc", "mix")
-    KINDS = SMOOTH_KINDS + ("min", "max", "div", "abs", "floor", "cmp", "sign", "mod", "gswitch", "selector",
-                            "phasor", "accum", "latch", "log", "sqrt", "pow")
+    SMOOTH_KINDS = (
+        "affine",
+        "add",
+        "sub",
+        "mul",
+        "sin",
+        "cos",
+        "tanh",
+        "exp",
+        "soft_div",
+        "log1p2",
+        "sqrt1p2",
+        "feedback",
+        "sos",
+        "delay",
+        "biquad",
+        "sine_osc",
+        "mix",
+    )
+    KINDS = SMOOTH_KINDS + (
+        "min",
+        "max",
+        "div",
+        "abs",
+        "floor",
+        "cmp",
+        "sign",
+        "mod",
+        "gswitch",
+        "selector",
+        "phasor",
+        "accum",
+        "latch",
+        "log",
+        "sqrt",
+        "pow",
+    )
 
     def __init__(self, data, smooth=False, params=()):
         self.data, self.smooth = data, smooth
@@ -124,7 +166,7 @@ class Builder:
     def add(self, v: V) -> V:
         if v.bound > 8.0:  # scale by a power of two: exact, keeps every value bounded
             k = math.ceil(math.log2(v.bound / 8.0))
-            v = V(v.node * (2.0 ** -k), v.bound * 2.0 ** -k, v.exact)
+            v = V(v.node * (2.0**-k), v.bound * 2.0**-k, v.exact)
         self.pool.append(v)
         return v
 
@@ -185,8 +227,11 @@ class Builder:
     def op_mix(self):
         a, b, t = self.pick(), self.pick(), self.pick()
         bt = t.bound
-        return V(self.g.n(Op.mix, a.node, b.node, t.node), (a.bound + b.bound) * (1 + 2 * bt),
-                 a.exact and b.exact and t.exact)
+        return V(
+            self.g.n(Op.mix, a.node, b.node, t.node),
+            (a.bound + b.bound) * (1 + 2 * bt),
+            a.exact and b.exact and t.exact,
+        )
 
     def _unary(self, op, bound, arg=None):
         a = arg or self.pick()
@@ -212,7 +257,7 @@ class Builder:
 
     def op_log1p2(self):
         a = self.pick()
-        return V(self.g.n(Op.log, a.node * a.node + 1.0), math.log(a.bound ** 2 + 1), False)
+        return V(self.g.n(Op.log, a.node * a.node + 1.0), math.log(a.bound**2 + 1), False)
 
     def op_sqrt(self):
         a = self.pick()
@@ -220,7 +265,7 @@ class Builder:
 
     def op_sqrt1p2(self):
         a = self.pick()
-        return V(self.g.n(Op.sqrt, a.node * a.node + 1.0), math.sqrt(a.bound ** 2 + 1), False)
+        return V(self.g.n(Op.sqrt, a.node * a.node + 1.0), math.sqrt(a.bound**2 + 1), False)
 
     def op_pow(self):
         a = self.pick()
@@ -254,8 +299,9 @@ class Builder:
         i = self.pick(exact=True)
         opts = [self.pick() for _ in range(self.draw(st.integers(1, 3)))]
         index = self.g.n(Op.floor, i.node * 2.0)
-        return V(self.g.selector(index, *(o.node for o in opts)), max(o.bound for o in opts),
-                 all(o.exact for o in opts))
+        return V(
+            self.g.selector(index, *(o.node for o in opts)), max(o.bound for o in opts), all(o.exact for o in opts)
+        )
 
     # ---------------------------------------------------------------- state
     def _reset(self):
@@ -285,8 +331,9 @@ class Builder:
         """sin(2 pi phasor): smooth in its frequency (a parameter in smooth graphs)."""
         g = self.g
         if self.params and self.draw(st.booleans()):
-            freq = self.const(100.0, 1000.0) + self.params[self.draw(st.integers(0, len(self.params) - 1))].node() \
-                * self.const(10.0, 200.0)
+            freq = self.const(100.0, 1000.0) + self.params[
+                self.draw(st.integers(0, len(self.params) - 1))
+            ].node() * self.const(10.0, 200.0)
         else:
             freq = g.constant(self.const(20.0, 3000.0))
         ph = g.n(Op.phasor(g.alloc()), freq, 0.0)
@@ -354,9 +401,14 @@ def input_signals(data, frames, instances=1):
     seed = data.draw(st.integers(0, 2**32 - 1), label="input seed")
     rng = np.random.default_rng(seed)
     t = np.arange(frames)
-    x = np.stack([np.stack([rng.uniform(-1, 1, frames),
-                            np.sin(2 * np.pi * rng.uniform(50, 2000) / SR * t + rng.uniform(0, 6))])
-                  for _ in range(instances)]).astype(np.float32)
+    x = np.stack(
+        [
+            np.stack(
+                [rng.uniform(-1, 1, frames), np.sin(2 * np.pi * rng.uniform(50, 2000) / SR * t + rng.uniform(0, 6))]
+            )
+            for _ in range(instances)
+        ]
+    ).astype(np.float32)
     return x[0] if instances == 1 else x
 
 
@@ -372,7 +424,7 @@ def chunks(data, frames):
 def run_chunked(prog, x, sizes):
     out, at = [], 0
     for n in sizes:
-        out.append(prog.run(x[..., at:at + n], frames=n))
+        out.append(prog.run(x[..., at : at + n], frames=n))
         at += n
     return np.concatenate(out, axis=-1)
 
@@ -393,12 +445,17 @@ def assert_close_scaled(c, r, what, **info):
     scale = np.maximum(1.0, np.max(np.abs(r), axis=-1, keepdims=True))
     err = np.abs(c - r)
     tol = ATOL * scale + RTOL * np.abs(r)
-    log(**info, worst=float(np.max(err / tol)) if err.size else 0.0,
-        worst_abs=float(np.max(err / scale)) if err.size else 0.0)
+    log(
+        **info,
+        worst=float(np.max(err / tol)) if err.size else 0.0,
+        worst_abs=float(np.max(err / scale)) if err.size else 0.0,
+    )
     if np.any(err > tol):
         k = np.unravel_index(np.argmax(err / tol), err.shape)
-        raise AssertionError(f"{what}: {int(np.sum(err > tol))} values beyond tolerance; worst at {k}: "
-                             f"C={c[k]!r} reference={r[k]!r} (|diff|/tol = {float(err[k] / tol[k]):.3g})")
+        raise AssertionError(
+            f"{what}: {int(np.sum(err > tol))} values beyond tolerance; worst at {k}: "
+            f"C={c[k]!r} reference={r[k]!r} (|diff|/tol = {float(err[k] / tol[k]):.3g})"
+        )
 
 
 # ------------------------------------------------------------------ 1 + 2: C vs reference, streaming
@@ -416,8 +473,16 @@ def test_c_matches_float32_reference_and_streams(data):
     c = dgen.compile(g, backend="c", frame_count=frames, instances=instances)
     r32 = dgen.compile(g, backend="reference", frame_count=frames, instances=instances, dtype=np.float32)
     yc, yr = c.run(x), r32.run(x)
-    assert_close_scaled(yc, yr, f"C vs float32 reference ({steps} steps, {len(g)} nodes)", test="c", steps=steps,
-                        nodes=len(g), frames=frames, instances=instances)
+    assert_close_scaled(
+        yc,
+        yr,
+        f"C vs float32 reference ({steps} steps, {len(g)} nodes)",
+        test="c",
+        steps=steps,
+        nodes=len(g),
+        frames=frames,
+        instances=instances,
+    )
     sizes = chunks(data, frames)
     c.reset()
     r32.reset()
@@ -457,8 +522,9 @@ def finite_difference(prog, p, x, h):
 def test_gradients_match_finite_differences(data):
     g = dgen.Graph(sample_rate=SR)
     n_params = data.draw(st.integers(1, 3), label="parameters")
-    params = [dgen.Parameter(g, f32(data.draw(st.floats(-0.8, 0.8), label="value")), name=f"p{k}")
-              for k in range(n_params)]
+    params = [
+        dgen.Parameter(g, f32(data.draw(st.floats(-0.8, 0.8), label="value")), name=f"p{k}") for k in range(n_params)
+    ]
     b = Builder(data, smooth=True, params=params)
     b.build(data.draw(st.integers(1, 30), label="steps"))
     y = b.pool[-1].node
@@ -474,12 +540,20 @@ def test_gradients_match_finite_differences(data):
     for p in params:
         ad = float(grads[p][0])
         fd = finite_difference(fwd, p, x, 1e-6)
-        log(test="grad", nodes=len(g), frames=frames, rel=abs(ad - fd) / max(abs(fd), abs(ad), 1e-300), ad=ad,
-            fd=float(fd), loss=float(value[0]))
+        log(
+            test="grad",
+            nodes=len(g),
+            frames=frames,
+            rel=abs(ad - fd) / max(abs(fd), abs(ad), 1e-300),
+            ad=ad,
+            fd=float(fd),
+            loss=float(value[0]),
+        )
         assert math.isfinite(ad), f"{p.name}: gradient {ad}"
         # FD's own rounding noise is ~1e-16 * loss / h = 1e-10 * loss: below that nothing is measured
         assert abs(ad - fd) <= GRAD_ATOL * max(1.0, abs(value[0])) + GRAD_RTOL * max(abs(fd), abs(ad)), (
-            f"{p.name}: AD {ad!r} vs FD {fd!r} ({len(g)} nodes, {frames} frames)")
+            f"{p.name}: AD {ad!r} vs FD {fd!r} ({len(g)} nodes, {frames} frames)"
+        )
 
 
 def test_profiles_are_registered():

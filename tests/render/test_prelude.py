@@ -9,6 +9,7 @@ that docs/vector_math.md quotes.
 
 Loaded by path (no `import dgen`), so it runs on a bare checkout.
 """
+
 import importlib.util
 import os
 import platform
@@ -99,14 +100,66 @@ CONFIGS = {
 
 # ---- inputs -----------------------------------------------------------------------------
 
+
 def _specials():
     f32 = np.float32
     tiny, big = np.finfo(f32).smallest_subnormal, np.finfo(f32).max
-    base = [0.0, np.inf, np.nan, 1.0, 0.5, 1.5, 2.5, 3.5, 0.49999997, 0.50000006, 2.0, 3.0, 10.0, 0.1,
-            1e-7, 1e-20, 1e-30, 1e10, 1e20, 1e30, 1e38, big, tiny, 3 * tiny, 1.1754942e-38, 1.17549435e-38,
-            8388607.5, 8388608.0, 8388609.0, 16777216.0, 2.0**31, 2.0**31 - 128, 2.0**32, 100.0, 1000.0,
-            np.pi, np.pi / 2, np.pi / 4, 2 * np.pi, 88.72, 88.73, 87.3, 103.9, 104.0, 0.9999999, 1.0000001,
-            0.33333334, 1e-3, 7.0, 12345.678, 3.1415925, 3.1415927, 1.5707963, 1.5707964]
+    base = [
+        0.0,
+        np.inf,
+        np.nan,
+        1.0,
+        0.5,
+        1.5,
+        2.5,
+        3.5,
+        0.49999997,
+        0.50000006,
+        2.0,
+        3.0,
+        10.0,
+        0.1,
+        1e-7,
+        1e-20,
+        1e-30,
+        1e10,
+        1e20,
+        1e30,
+        1e38,
+        big,
+        tiny,
+        3 * tiny,
+        1.1754942e-38,
+        1.17549435e-38,
+        8388607.5,
+        8388608.0,
+        8388609.0,
+        16777216.0,
+        2.0**31,
+        2.0**31 - 128,
+        2.0**32,
+        100.0,
+        1000.0,
+        np.pi,
+        np.pi / 2,
+        np.pi / 4,
+        2 * np.pi,
+        88.72,
+        88.73,
+        87.3,
+        103.9,
+        104.0,
+        0.9999999,
+        1.0000001,
+        0.33333334,
+        1e-3,
+        7.0,
+        12345.678,
+        3.1415925,
+        3.1415927,
+        1.5707963,
+        1.5707964,
+    ]
     v = np.array(base, dtype=f32)
     return np.unique(np.concatenate([v, -v]))  # NaNs stay (unique keeps one)
 
@@ -128,8 +181,15 @@ def make_inputs(seed=1234, scale=1):
         k = rng.integers(-300, 300, n)
         toward = np.where(rng.random(n) < 0.5, np.inf, -np.inf).astype(f32)
         near_pi2 = np.nextafter((k * np.pi / 2).astype(f32), toward)
-        return [bits, rng.uniform(-10, 10, n).astype(f32), rng.uniform(-1.01, 1.01, n).astype(f32),
-                loguniform(n, -45, 38.5), halves, near_pi2, rng.uniform(-100, 100, n).astype(f32)]
+        return [
+            bits,
+            rng.uniform(-10, 10, n).astype(f32),
+            rng.uniform(-1.01, 1.01, n).astype(f32),
+            loguniform(n, -45, 38.5),
+            halves,
+            near_pi2,
+            rng.uniform(-100, 100, n).astype(f32),
+        ]
 
     xs, ys = blocks(), blocks()
     # pow-friendly pairs: moderate bases with fractional and integer exponents, bases near 1
@@ -148,13 +208,16 @@ def make_inputs(seed=1234, scale=1):
 
 # ---- the C program ----------------------------------------------------------------------
 
+
 def c_source():
     runs = []
     for name, (arity, _, _) in FUNCS.items():
         args = ", ".join(f"vf_load({a} + i)" for a in "xyz"[:arity])
         sargs = ", ".join(f"{a}[i]" for a in "xyz"[:arity])
-        runs.append(f"    for (i = 0; i < n; i += DGEN_W) vf_store(o + i, vf_{name}({args}));\n"
-                    f"    o += n;\n    for (i = 0; i < n; i++) o[i] = sf_{name}({sargs});\n    o += n;")
+        runs.append(
+            f"    for (i = 0; i < n; i += DGEN_W) vf_store(o + i, vf_{name}({args}));\n"
+            f"    o += n;\n    for (i = 0; i < n; i++) o[i] = sf_{name}({sargs});\n    o += n;"
+        )
     return f"""#include "{PRELUDE_H}"
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +269,7 @@ def run_program(exe, tmp, inputs, env=None):
 
 # ---- comparison -------------------------------------------------------------------------
 
+
 def reference(name, inputs):
     arity, fn, _ = FUNCS[name]
     with np.errstate(all="ignore"):
@@ -224,7 +288,7 @@ def ulp_error(out, ref):
     fin = ~nan_o & ~nan_r & ~np.isinf(ref)
     # past float32's range: 2**128 is where float32 would continue after FLT_MAX
     o = np.where(np.isinf(o), np.copysign(2.0**128, o), o)[fin]
-    r = np.clip(ref[fin], -2.0**128, 2.0**128)
+    r = np.clip(ref[fin], -(2.0**128), 2.0**128)
     ulp = np.ldexp(1.0, np.maximum(np.frexp(np.minimum(np.abs(r), F32_MAX))[1] - 24, -149))
     e = np.abs(o - r) / ulp
     e[(np.abs(r) == 2.0**128) & (o != r)] = np.inf  # a true overflow must give inf
@@ -246,8 +310,11 @@ def mismatches(name, out, ref):
 
 def _describe(name, inputs, idx, out, ref):
     arity = FUNCS[name][0]
-    rows = [f"  {name}({', '.join(repr(float(a[i])) for a in inputs[:arity])}) = {float(out[i])!r}, "
-            f"expected {float(ref[i])!r}" for i in idx[:5]]
+    rows = [
+        f"  {name}({', '.join(repr(float(a[i])) for a in inputs[:arity])}) = {float(out[i])!r}, "
+        f"expected {float(ref[i])!r}"
+        for i in idx[:5]
+    ]
     return "\n".join(rows)
 
 
@@ -272,8 +339,10 @@ def check_config(results, inputs, mvec_linked, strict=True):
             table.setdefault(name, {})[prefix] = float(err.max())
             if not err.max() <= limit:
                 worst = np.argsort(-err)[:5]
-                failures.append(f"{prefix}_{name}: max error {err.max():.3g} ulp > {limit}:\n"
-                                + _describe(name, inputs, worst, out, ref))
+                failures.append(
+                    f"{prefix}_{name}: max error {err.max():.3g} ulp > {limit}:\n"
+                    + _describe(name, inputs, worst, out, ref)
+                )
     if strict:
         assert not failures, "\n".join(failures)
     elif failures:
@@ -282,6 +351,7 @@ def check_config(results, inputs, mvec_linked, strict=True):
 
 
 # ---- tests ------------------------------------------------------------------------------
+
 
 def _configs():
     for name, (flags, mvec) in CONFIGS.items():
@@ -328,10 +398,12 @@ WARNING_FLAGS = [
 
 def test_compiles_warning_free(tmp_path):
     src = tmp_path / "w.c"
-    src.write_text(f'#include "{PRELUDE_H}"\n'
-                   "float use(const float *p, float *q) {\n"
-                   "    vf v = vf_sin(vf_load(p)); vf_store(q, vf_select(vf_gt(v, vf_splat(0.5f)), v, vf_floor(v)));\n"
-                   "    return sf_pow(p[0], 2.0f);\n}\n")
+    src.write_text(
+        f'#include "{PRELUDE_H}"\n'
+        "float use(const float *p, float *q) {\n"
+        "    vf v = vf_sin(vf_load(p)); vf_store(q, vf_select(vf_gt(v, vf_splat(0.5f)), v, vf_floor(v)));\n"
+        "    return sf_pow(p[0], 2.0f);\n}\n"
+    )
     base = [CC, "-std=c11", "-fno-math-errno", "-Wall", "-Wextra", "-Werror", "-c", str(src), "-o", os.devnull]
 
     def compile_one(flags):
@@ -347,8 +419,9 @@ def test_compiles_warning_free(tmp_path):
 def _sanitizers_link(tmp_path):
     src = tmp_path / "probe.c"
     src.write_text("int main(void) { return 0; }\n")
-    res = subprocess.run([CC, "-fsanitize=address,undefined", str(src), "-o", str(tmp_path / "probe")],
-                         capture_output=True)
+    res = subprocess.run(
+        [CC, "-fsanitize=address,undefined", str(src), "-o", str(tmp_path / "probe")], capture_output=True
+    )
     return res.returncode == 0
 
 
@@ -356,8 +429,12 @@ def _sanitizers_link(tmp_path):
 def test_sanitizers_clean(tmp_path):
     if not _sanitizers_link(tmp_path):
         pytest.skip(f"{CC} cannot link -fsanitize=address,undefined (runtime not installed)")
-    exe = build(tmp_path, "san", ["-march=native", "-DDGEN_USE_MVEC", "-fsanitize=address,undefined",
-                                  "-fno-sanitize-recover=all"], True)
+    exe = build(
+        tmp_path,
+        "san",
+        ["-march=native", "-DDGEN_USE_MVEC", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
+        True,
+    )
     small = [a[:4096] for a in make_inputs(scale=0)]
     env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "print_stacktrace=1"}
     check_config(run_program(exe, tmp_path, small, env), small, True)
@@ -365,18 +442,22 @@ def test_sanitizers_clean(tmp_path):
 
 def test_ftz_macros(tmp_path):
     src = tmp_path / "ftz.c"
-    src.write_text(f'#include "{PRELUDE_H}"\n#include <stdio.h>\n'
-                   "volatile float a = 1e-30f, b = 1e-10f; float in[1] = {1e-40f}, out[3];\n"
-                   "int main(void) {\n"
-                   "    { DGEN_FTZ_BEGIN out[0] = a * b; out[1] = in[0] * 2.0f; DGEN_FTZ_END }\n"
-                   "    out[2] = a * b;\n"
-                   '    printf("%a %a %a\\n", out[0], out[1], out[2]);\n    return 0;\n}\n')
+    src.write_text(
+        f'#include "{PRELUDE_H}"\n#include <stdio.h>\n'
+        "volatile float a = 1e-30f, b = 1e-10f; float in[1] = {1e-40f}, out[3];\n"
+        "int main(void) {\n"
+        "    { DGEN_FTZ_BEGIN out[0] = a * b; out[1] = in[0] * 2.0f; DGEN_FTZ_END }\n"
+        "    out[2] = a * b;\n"
+        '    printf("%a %a %a\\n", out[0], out[1], out[2]);\n    return 0;\n}\n'
+    )
     exe = tmp_path / "ftz"
-    res = subprocess.run([CC, *FLAGS, "-O3", "-march=native", str(src), "-o", str(exe), "-lm"],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [CC, *FLAGS, "-O3", "-march=native", str(src), "-o", str(exe), "-lm"], capture_output=True, text=True
+    )
     assert res.returncode == 0 and not res.stderr, res.stderr
-    vals = [float.fromhex(v) for v in subprocess.run([str(exe)], capture_output=True, text=True,
-                                                       check=True).stdout.split()]
+    vals = [
+        float.fromhex(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    ]
     if X86 or platform.machine() in ("aarch64", "arm64"):
         assert vals[:2] == [0.0, 0.0], "FTZ/DAZ not in effect inside the block"
     assert vals[2] != 0.0, "denormal mode not restored after DGEN_FTZ_END"
@@ -390,6 +471,7 @@ def test_prelude_py():
 
 if __name__ == "__main__":  # print the accuracy table quoted in docs/vector_math.md
     import tempfile
+
     data = make_inputs()
     with tempfile.TemporaryDirectory() as tmp:
         for cfg in ("native", "native-mvec", "w8-mvec", "w4-mvec"):
@@ -398,5 +480,8 @@ if __name__ == "__main__":  # print the accuracy table quoted in docs/vector_mat
                 continue
             exe = build(tmp, cfg.replace("-", "_"), flags, mvec)
             table = check_config(run_program(exe, tmp, data), data, mvec, strict=False)
-            print(f"{cfg} ({len(data[0])} inputs): " + ", ".join(
-                f"{k} {v['vf']:.2f}/{v['sf']:.2f}" for k, v in table.items()), file=sys.stdout)
+            print(
+                f"{cfg} ({len(data[0])} inputs): "
+                + ", ".join(f"{k} {v['vf']:.2f}/{v['sf']:.2f}" for k, v in table.items()),
+                file=sys.stdout,
+            )

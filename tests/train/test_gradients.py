@@ -25,8 +25,16 @@ def _finish(g, params, y, target=0.25):
 
 
 # Inputs that keep each op smooth and inside its domain: (low, high) of the operand values.
-DOMAINS = {"asin": (-0.8, 0.8), "acos": (-0.8, 0.8), "log": (0.2, 2.0), "log10": (0.2, 2.0),
-           "sqrt": (0.2, 2.0), "tan": (-1.0, 1.0), "pow": (0.3, 2.0), "div": (0.3, 2.0)}
+DOMAINS = {
+    "asin": (-0.8, 0.8),
+    "acos": (-0.8, 0.8),
+    "log": (0.2, 2.0),
+    "log10": (0.2, 2.0),
+    "sqrt": (0.2, 2.0),
+    "tan": (-1.0, 1.0),
+    "pow": (0.3, 2.0),
+    "div": (0.3, 2.0),
+}
 OPERAND_DOMAINS = {"mod": {0: (2.5, 3.5), 1: (1.8, 2.2)}}  # keeps trunc(a/b) = 1: fmod smooth
 NON_SMOOTH = {"sign", "floor", "ceil", "round", "gt", "lt", "gte", "lte", "eq"}
 PURE_OPS = sorted(n for n, c in REGISTRY.items() if issubclass(c, Pure) and n not in ("seq", "selector"))

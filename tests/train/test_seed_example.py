@@ -19,8 +19,10 @@ def _load():
     return mod
 
 
-@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="needs a C compiler: on the "
-                    "reference backend the example takes over a minute")
+@pytest.mark.skipif(
+    not (shutil.which("cc") or shutil.which("gcc")),
+    reason="needs a C compiler: on the reference backend the example takes over a minute",
+)
 def test_seed_example_converges_and_writes_its_files(tmp_path, capsys):
     mod = _load()
     assert mod.main(["--out", str(tmp_path), "--backend", "c"]) == 0
