@@ -378,7 +378,7 @@ def programs(tmp_path_factory):
     return tmp, {n: fut.result() for n, fut in futures.items()}
 
 
-@pytest.mark.parametrize("config", _configs())
+@pytest.mark.parametrize("config", list(_configs()))
 def test_functions_match_c_semantics(config, programs, inputs):
     tmp, exes = programs
     results = run_program(exes[config], tmp, inputs)
