@@ -9,7 +9,9 @@ Workloads (one training step = forward + backward + an SGD update of the paramet
   as an autograd per-sample loop (the issue's peer) and, for information, vectorised with cumsum.
 
 dgen's timed step is what a user runs: `ctx.zero_grad(); ctx.forward_backward(inputs); ctx.step()`
-through `dgen.TrainingContext`; "bare" is `prog.forward_backward` alone. The reference backend
+through `dgen.TrainingContext`; "ctx.train per step" is `ctx.train(20)` divided by 20 (the
+training loop a user runs for many steps: on the C backend it keeps Python out of each step,
+train/fast.py); "bare" is `prog.forward_backward` alone. The reference backend
 (float64 NumPy interpreter) is shown for information (`--no-reference` skips it).
 
 Timing: every contender of one workload runs round-robin (interleaved) until each has had
@@ -46,6 +48,7 @@ import dgen  # noqa: E402
 from dgen import Op  # noqa: E402
 
 FRAMES = 4096
+TRAIN_STEPS = 20  # steps per timed ctx.train call (reported per step)
 
 
 # ----------------------------------------------------------------------------- dgen graphs
@@ -109,8 +112,14 @@ def dgen_steps(kind, B, backend, lr):
     def bare():
         prog.forward_backward(loss, inputs, params)
 
+    def loop():  # TRAIN_STEPS steps of the training loop (train_steps: no Python per step)
+        ctx.train(TRAIN_STEPS, inputs, progress=False)
+
     name = "dgen C" if backend == "c" else f"dgen {backend}"
-    return {f"{name} step": step, f"{name} forward_backward": bare}
+    fns = {f"{name} step": step, f"{name} forward_backward": bare}
+    if backend == "c":
+        fns[f"{name} ctx.train x{TRAIN_STEPS}"] = loop
+    return fns
 
 
 def torch_steps(kind, B):
@@ -172,14 +181,19 @@ def workload(kind, B, args):
     # B=64 with 1.0 ms min). Applies to every contender alike.
     gc.collect()
     gc.freeze()
-    return interleaved(fns, args.rounds, budget)
+    res = interleaved(fns, args.rounds, budget)
+    for key in [k for k in res if k.endswith(f"ctx.train x{TRAIN_STEPS}")]:
+        r = res.pop(key)
+        per = {**r, "ms": r["ms"] / TRAIN_STEPS, "min_ms": r["min_ms"] / TRAIN_STEPS}
+        res[key.replace(f"ctx.train x{TRAIN_STEPS}", "ctx.train per step")] = per
+    return res
 
 
 def ratios(kind, res):
     """Peer ms / dgen C ms for every peer and both dgen C timings."""
     peers = ["torchlpc step"] if kind == "onepole" else ["torch per-sample loop step", "torch cumsum step"]
     out = {}
-    for mine in ("dgen C step", "dgen C forward_backward"):
+    for mine in ("dgen C step", "dgen C ctx.train per step", "dgen C forward_backward"):
         for peer in peers:
             out[f"{peer} / {mine}"] = res[peer]["ms"] / res[mine]["ms"]
     return out

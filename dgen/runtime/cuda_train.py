@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors
+from ..train.loop import finish, python_loop
 
 SUPPORTED_OPTIMIZERS = ("SGD", "Adam")
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class _DeviceState:
@@ -45,7 +45,7 @@ def _optimizer_to(state: dict, convert) -> None:
 def train_steps(prog, ctx, steps, inputs, bar):
     """Run `steps` training steps of `ctx` on the GPU; returns the last loss like `train`."""
     if type(ctx.optimizer).__name__ not in SUPPORTED_OPTIMIZERS or ctx.loss is None and not prog.graph.outputs():
-        return _python_loop(ctx, steps, inputs, bar)
+        return python_loop(ctx, steps, inputs, bar)
     fwd, cp, B = prog.forward, prog.forward.cp, prog.instances
     lean = prog.lean(ctx.loss)
     x, frames = fwd._check_inputs(inputs, prog.frame_count)
@@ -58,7 +58,8 @@ def train_steps(prog, ctx, steps, inputs, bar):
         chans = fwd.channel_arrays(x)
         dev = _DeviceState(cp, prog, ctx, lean)
         history = _run(cp, prog, ctx, lean, dev, start_mem, chans, frames, steps, bar)
-    return _finish(ctx, dev, history, B)
+    start = np.stack([np.asarray(p.instance_values(B), np.float64) for p in dev.params])
+    return finish(ctx, dev.params, start, *history)
 
 
 class _Step:
@@ -132,56 +133,3 @@ def _run(cp, prog, ctx, lean, dev, start_mem, chans, frames, steps, bar):
         _optimizer_to(ctx.optimizer.state, lambda v: v.get() if isinstance(v, cp.ndarray) else v)
     prog.last_train_graphed = graph is not None
     return losses.get(), grads.get(), values.get()
-
-
-def _finish(ctx, dev, history, B):
-    losses, grads, values = history
-    start = np.stack([np.asarray(p.instance_values(B), np.float64) for p in dev.params])
-    for s in range(len(losses)):
-        before = values[s - 1] if s else start
-        bad = _first_problem(ctx, dev.params, before, losses[s], grads[s], values[s])
-        if bad is not None:  # as TrainingContext.step: the step counts, its update is not applied
-            _apply(ctx, dev.params, before, losses[s - 1] if s else None, B)
-            ctx.steps += 1
-            raise errors.TrainingError(bad)
-        ctx.steps += 1
-        ctx.last_loss = losses[s]
-        for k, p in enumerate(dev.params):
-            p.grad = float(grads[s, k, 0]) if B == 1 else grads[s, k]
-            p.value = values[s, k, 0] if B == 1 else values[s, k]
-        ctx._record()
-    return float(losses[-1][0]) if B == 1 else losses[-1]
-
-
-def _apply(ctx, params, vals, loss, B):
-    for k, p in enumerate(params):
-        p.value = vals[k, 0] if B == 1 else vals[k]
-    ctx.last_loss = loss
-
-
-def _first_problem(ctx, params, before, loss, grads, values):
-    """TrainingContext.step's message for the next step, or None when it is good."""
-    step = ctx.steps + 1
-    if not np.all(np.isfinite(loss)):
-        shown = ", ".join(f"{p.name}={v[0] if len(v) == 1 else v}" for p, v in zip(params, before))
-        shown_loss = loss if len(loss) > 1 else loss[0]
-        return f"the loss is {shown_loss} (not finite) at step {step}; parameter values: {shown}"
-    for k, p in enumerate(params):
-        if not np.all(np.isfinite(grads[k])):
-            return f"parameter {p.name!r}: gradient {grads[k]} is not finite at step {step}"
-        if not np.all(np.isfinite(values[k])):
-            return f"parameter {p.name!r} became {values[k]} at step {step}"
-        if np.any(np.abs(values[k]) > FLOAT32_MAX):
-            return f"parameter {p.name!r} became {values[k]} at step {step} (beyond the float32 range of the program)"
-    return None
-
-
-def _python_loop(ctx, steps, inputs, bar):
-    """Optimizers without a known device update: the generic per-step loop."""
-    loss = None
-    for _ in range(steps):
-        ctx.zero_grad()
-        loss = ctx.forward_backward(inputs)
-        ctx.step()
-        bar.update(1, loss=np.min(loss))
-    return loss

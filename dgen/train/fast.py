@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import RunInputError
 from ..pipeline import _debug, plan
 from .lean import lean_adjoint
+from .loop import finish, python_loop
 
 F32 = np.dtype(np.float32)
 
@@ -55,9 +57,10 @@ class BoundStep:
         Bp = self.backward_kernel.padded_instances(self.B)
         return np.zeros((size, Bp), F32)[:, : self.B]
 
-    def __call__(self, x, parameters):
-        """x: (B, C, frames) float32, checked. Returns (loss (B,), {parameter: grad (B,)})."""
-        prepared = self.fwd.prepare(x)
+    def __call__(self, x, parameters, prepared=None):
+        """x: (B, C, frames) float32, checked; `prepared`: what `self.fwd.prepare(x)` returned
+        (a loop over one x prepares it once). Returns (loss (B,), {parameter: grad (B,)})."""
+        prepared = prepared or self.fwd.prepare(x)
         x = prepared[0]
         self.fwd(x, prepared)
         for buf, i in self.copies:
@@ -100,3 +103,53 @@ def _mean_frames(loss, B, scratch):
         s = np.add(s[:h], s[h : 2 * h], out=scratch[:h])
     total += s.sum(axis=0, dtype=np.float64)
     return total[:B] / frames
+
+
+def train_bound(prog, ctx, steps, inputs, bar):
+    """`TrainingContext.train` on bound kernels: per step only the state reset (one copy), the
+    parameter rows, the two kernels, the optimizer's update and four array writes; the history
+    rows, checks and parameter objects are written once at the end (loop.finish), as the
+    per-step loop would have written them. Backends without bound kernels run that loop."""
+    fast = prog._bound_step(prog.gradient(ctx.loss if ctx.loss is not None else prog.default_loss()))
+    if fast is None:
+        return python_loop(ctx, steps, inputs, bar)
+    fwd, B, params = prog.forward, prog.instances, ctx.parameters
+    x, frames = fwd._check_inputs(inputs, prog.frame_count)
+    if frames != prog.frame_count:
+        raise RunInputError(f"train runs frame_count={prog.frame_count} frames, inputs have {frames}")
+    start = np.stack([np.asarray(p.instance_values(B), np.float64) for p in params])
+    fwd.reset()
+    fwd._sync_parameters()
+    history = _run_bound(fast, fwd, x, ctx, start, steps, bar)
+    return finish(ctx, params, start, *history)
+
+
+def _run_bound(fast, fwd, x, ctx, start, steps, bar):
+    params, opt, limit = ctx.parameters, ctx.optimizer, ctx._limit()
+    P, B = start.shape
+    # one record per step: row 0 the loss, rows 1..P the gradients, P+1..2P the new values, so
+    # that one reduction tells a good step (every number finite and within the program's range)
+    record = np.empty((steps, 1 + 2 * P, B))
+    low = np.array([[-np.inf if p.min is None else p.min] for p in params])
+    high = np.array([[np.inf if p.max is None else p.max] for p in params])
+    bounded = any(p.min is not None or p.max is not None for p in params)
+    rows, mem, current, done = [fwd.plan.layout.offsets[p.cell.id] for p in params], fwd.mem, start.copy(), steps
+    with fwd.exclusive("train()"):
+        start_mem, prepared = mem.copy(), fast.fwd.prepare(x)  # after reset, every parameter's row
+        for s in range(steps):
+            np.copyto(mem, start_mem)
+            mem[rows] = current
+            rec = record[s]
+            rec[0], step_grads = fast(x, params, prepared)
+            for k, p in enumerate(params):
+                rec[1 + k] = step_grads[p]
+                current[k] = opt.update(p.name, current[k], rec[1 + k])
+            if bounded:
+                np.minimum(np.maximum(current, low, out=current), high, out=current)
+            rec[1 + P :] = current
+            bar.update(1)
+            if not np.abs(rec).max() <= limit:  # also false for NaN
+                done = s + 1
+                break
+    record = record[:done]
+    return record[:, 0], record[:, 1 : 1 + P], record[:, 1 + P :]

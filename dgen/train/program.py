@@ -156,6 +156,13 @@ class TrainingProgram:
             step = self._bound[grad.loss_id] = BoundStep(self, grad)
         return step
 
+    def train_steps(self, ctx, steps, inputs, bar):
+        """TrainingContext.train's loop: on bound kernels (the C backend) without Python per
+        step beyond the kernels and the optimizer (fast.py), else the per-step loop."""
+        from .fast import train_bound
+
+        return train_bound(self, ctx, steps, inputs, bar)
+
     def forward_backward(self, loss=None, inputs=None, parameters=None):
         """One pass over frame_count frames from the current state.
 

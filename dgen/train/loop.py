@@ -1,0 +1,69 @@
+"""The bookkeeping of training loops that backends run without `TrainingContext.step` per step
+(`program.train_steps`, called by `TrainingContext.train`): they record the loss, gradients and
+new values of every step into arrays, stop after the first step with a non-finite loss,
+gradient or value, and hand the arrays to `finish`, which writes the context exactly as the
+per-step loop would have: the same history rows, the same `TrainingError` message at the same
+step (that step counts, its update is not applied), parameter values and gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+
+
+def python_loop(ctx, steps, inputs, bar):
+    """The generic per-step loop (zero_grad, forward_backward, step)."""
+    loss = None
+    for _ in range(steps):
+        ctx.zero_grad()
+        loss = ctx.forward_backward(inputs)
+        ctx.step()
+        bar.update(1, loss=np.min(loss))
+    return loss
+
+
+def finish(ctx, params, start, losses, grads, values):
+    """Write `steps` recorded steps into ctx. start (P, B): the values before the first step;
+    losses (S, B), grads and values (S, P, B). Returns the last loss as `train` does."""
+    B, limit = start.shape[1], ctx._limit()
+    bad = ~np.isfinite(losses).all(axis=1) | ~np.isfinite(grads).all(axis=(1, 2))
+    bad |= ~(np.abs(values).max(axis=(1, 2)) <= limit)
+    good = int(np.argmax(bad)) if bad.any() else len(losses)
+    scalar = (lambda a: float(a[0])) if B == 1 else (lambda a: a.tolist())
+    first = ctx.steps + 1
+    ctx.history.extend(
+        {"step": first + s, "loss": scalar(losses[s]), **{p.name: scalar(values[s, k]) for k, p in enumerate(params)}}
+        for s in range(good)
+    )
+    ctx.steps += good
+    before = values[good - 1] if good else start
+    ran = min(good, len(losses) - 1)  # the last step whose forward_backward ran (a failing one too)
+    for k, p in enumerate(params):
+        p.value = before[k, 0] if B == 1 else before[k]
+        p.grad = float(grads[ran, k, 0]) if B == 1 else grads[ran, k]
+    ctx.last_loss = losses[ran]
+    if good < len(losses):  # as TrainingContext.step: the step counts, its update is not applied
+        message = _problem(ctx, params, before, losses[good], grads[good], values[good], limit)
+        ctx.steps += 1
+        raise errors.TrainingError(message)
+    return float(losses[-1][0]) if B == 1 else losses[-1]
+
+
+def _problem(ctx, params, before, loss, grads, values, limit):
+    """TrainingContext.step's message for the next step."""
+    step = ctx.steps + 1
+    if not np.all(np.isfinite(loss)):
+        shown = ", ".join(f"{p.name}={v[0] if len(v) == 1 else v}" for p, v in zip(params, before))
+        shown_loss = loss if len(loss) > 1 else loss[0]
+        return f"the loss is {shown_loss} (not finite) at step {step}; parameter values: {shown}"
+    one = (lambda a: a[0]) if len(loss) == 1 else (lambda a: a)  # floats for one instance, as step()
+    for k, p in enumerate(params):
+        if not np.all(np.isfinite(grads[k])):
+            return f"parameter {p.name!r}: gradient {one(grads[k])} is not finite at step {step}"
+        if not np.all(np.isfinite(values[k])):
+            return f"parameter {p.name!r} became {one(values[k])} at step {step}"
+        if np.any(np.abs(values[k]) > limit):
+            why = f"beyond the {ctx._dtype().name} range of the program"
+            return f"parameter {p.name!r} became {one(values[k])} at step {step} ({why})"
+    return None
