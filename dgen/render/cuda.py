@@ -188,10 +188,28 @@ class _StageWriter:
                     reads.append(self.src(i))
         writes = [n for n in nodes if n in self.st.buffered or n in self.outs]
         seq = block.kind == SEQUENTIAL
+        cells = [
+            c
+            for c in self.st.cells
+            if any(self.g.nodes[n].op.cell is not None and self.g.nodes[n].op.cell.id == c for n in nodes)
+        ]
+        L = self.head(name, block.kind, len(nodes), reads, writes, seq)
+        L += [f"    float s{c} = mem[(long long){self.layout.offsets[c]} * B + b];" for c in cells]
+        inner = self.body(nodes, reads, writes, seq)
+        L += self.frame_tiles(reads, inner) if seq else ["    " + line for line in inner]
+        L += [f"    mem[(long long){self.layout.offsets[c]} * B + b] = s{c};" for c in cells]
+        L += ["}", ""]
+        affine = scan_cells(self.g, nodes, cells) if seq else None
+        if affine is not None:
+            L += ScanWriter(self, name, nodes, reads, writes, cells, affine).kernels()
+        return L, CudaLaunch(name, block.kind, tuple(reads), tuple(writes), len(cells) if affine else 0)
+
+    def head(self, name, kind, n_nodes, reads, writes, seq) -> list[str]:
+        """Signature, thread index (instance b; frame too for vector kernels) and uniforms."""
         R = self.r.restrict
         args = [f"float *{R} mem", "const int frames", "const int B"]
         args += [f"const float *{R} a{i}" for i in reads] + [f"float *{R} a{n}" for n in writes]
-        L = [f"/* {block.kind} block: {len(nodes)} node(s) */", f"{self.r.kernel_prefix} {name}({', '.join(args)}) {{"]
+        L = [f"/* {kind} block: {n_nodes} node(s) */", f"{self.r.kernel_prefix} {name}({', '.join(args)}) {{"]
         if seq:
             L += ["    const int b = blockIdx.x * blockDim.x + threadIdx.x;", "    if (b >= B) return;"]
         else:
@@ -200,30 +218,18 @@ class _StageWriter:
                 "    if (at >= (long long)frames * B) return;",
                 "    const int b = (int)(at % B);",
             ]
-        L += self.uniforms()
-        cells = [
-            c
-            for c in self.st.cells
-            if any(self.g.nodes[n].op.cell is not None and self.g.nodes[n].op.cell.id == c for n in nodes)
-        ]
-        L += [f"    float s{c} = mem[(long long){self.layout.offsets[c]} * B + b];" for c in cells]
+        return L + self.uniforms()
+
+    def body(self, nodes, reads, writes, seq) -> list[str]:
+        """One frame: the inputs (from registers in sequential tiles), every node, the writes."""
         load = (lambda i: f"const float x{i} = x{i}_[k];") if seq else (lambda i: f"const float x{i} = a{i}[at];")
-        inner = [load(i) for i in reads]
+        inner, local = [load(i) for i in reads], set(nodes)
         for n in nodes:
             nd = self.g.nodes[n]
             inner.append(self.statement(nd, [self.ref(i, local) for i in nd.inputs]) + f" /* {_comment(nd.op)} */")
             if n in writes:
                 inner.append(f"a{n}[at] = v{n};")
-        if seq:
-            L += self.frame_tiles(reads, inner)
-        else:
-            L += ["    " + line for line in inner]
-        L += [f"    mem[(long long){self.layout.offsets[c]} * B + b] = s{c};" for c in cells]
-        L += ["}", ""]
-        affine = scan_cells(self.g, nodes, cells) if seq else None
-        if affine is not None:
-            L += ScanWriter(self, name, nodes, reads, writes, cells, affine).kernels()
-        return L, CudaLaunch(name, block.kind, tuple(reads), tuple(writes), len(cells) if affine else 0)
+        return inner
 
     def frame_tiles(self, reads, body) -> list[str]:
         """The frame loop of a sequential kernel in tiles of T frames, software-pipelined: the
@@ -242,21 +248,10 @@ class _StageWriter:
                 "    }",
             ]
         T = tile_frames(len(reads))
-        L = [f"    float {', '.join(f'x{i}_[{T}], x{i}_next[{T}]' for i in reads)};"] if reads else []
-
-        def fill(arrays, t):  # a tile's loads; frames past the end are not read
-            out = [
-                "    #pragma unroll",
-                f"    for (int k = 0; k < {T}; k++) {{",
-                f"        const int i = {frame.replace('j', f'{t} + k')};",
-                f"        if ({t} + k < frames) {{",
-            ]
-            out += [f"            {arrays.format(i=i)}[k] = a{i}[(long long)i * B + b];" for i in reads]
-            return out + ["        }", "    }"]
-
-        L += fill("x{i}_", "0") if reads else []
+        L = [f"    float {', '.join(f'x{i}_[{T}], x{i}_next[{T}]' for i in reads)};"]
+        L += self.tile_loads(reads, T, frame, "x{i}_", "0")
         L += [f"    for (int t = 0; t < frames; t += {T}) {{"]
-        L += ["    " + line for line in fill("x{i}_next", f"t + {T}")] if reads else []
+        L += ["    " + line for line in self.tile_loads(reads, T, frame, "x{i}_next", f"t + {T}")]
         L += [
             "        #pragma unroll",
             f"        for (int k = 0; k < {T}; k++) {{",
@@ -265,10 +260,21 @@ class _StageWriter:
             "            const long long at = (long long)i * B + b;",
         ]
         L += ["            " + line for line in body] + ["        }"]
-        if reads:
-            L += ["        #pragma unroll", f"        for (int k = 0; k < {T}; k++) {{"]
-            L += [f"            x{i}_[k] = x{i}_next[k];" for i in reads] + ["        }"]
+        L += ["        #pragma unroll", f"        for (int k = 0; k < {T}; k++) {{"]
+        L += [f"            x{i}_[k] = x{i}_next[k];" for i in reads] + ["        }"]
         return L + ["    }"]
+
+    @staticmethod
+    def tile_loads(reads, T, frame, arrays, t) -> list[str]:
+        """A tile's loads into register arrays; frames past the end are not read."""
+        out = [
+            "    #pragma unroll",
+            f"    for (int k = 0; k < {T}; k++) {{",
+            f"        const int i = {frame.replace('j', f'{t} + k')};",
+            f"        if ({t} + k < frames) {{",
+        ]
+        out += [f"            {arrays.format(i=i)}[k] = a{i}[(long long)i * B + b];" for i in reads]
+        return out + ["        }", "    }"]
 
     def uniforms(self) -> list[str]:
         """Params and per-call invariants (the compiler drops the ones a kernel does not use)."""
