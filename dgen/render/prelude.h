@@ -266,24 +266,18 @@ static inline vf dgen_mv_apply2_(dgen_mvf_ (*f)(dgen_mvf_, dgen_mvf_), vf x, vf 
     }
 
 #if defined(DGEN_USE_MVEC) && defined(__x86_64__) && defined(__GNUC__) && defined(__FMA__) \
-    && ((defined(__AVX512F__) && DGEN_W == 16) || (defined(__AVX2__) && !defined(__AVX512F__) && DGEN_W == 8))
-/* Inline sin at the native x86 width (with FMA): libmvec's call made GCC spill every
-   live vector register around each sin (all are caller-saved), which cost more than the
-   sin.  |x| <= 8192: q = rint(x / pi), r = x - q*pi with pi in three FMA parts (the first
-   product is exact, and so is x - q*C1), then SLEEF's sinf_u35 polynomial on [-pi/2, pi/2]
-   (accuracy: docs/vector_math.md).  Lanes with |x| > 8192 (and inf) take scalar sinf
-   through dgen_sin_thunk_, which saves every register itself, so the hot loop keeps its
-   registers: its cold branch spills nothing.  The vector travels on the stack below the
-   red zone: dgen_sin_thunk_ finds it at 8(%rsp) on entry and overwrites it with the result. */
-#if defined(__AVX512F__)
-#define DGEN_FV_(f) _mm512_##f
-#define DGEN_FVT_ __m512
-#define DGEN_VREG_ "zmm"
-#else
+    && defined(__AVX2__) && !defined(__AVX512F__) && DGEN_W == 8
+/* Inline sin for AVX2 with FMA (W = 8; AVX-512 keeps libmvec's 16-lane call, not measured
+   here): libmvec's call made GCC spill every live vector register around each sin (all
+   are caller-saved), which cost more than the sin.  |x| <= 8192: q = rint(x / pi),
+   r = x - q*pi with pi in three FMA parts (the first product is exact, and so is
+   x - q*C1), then SLEEF's sinf_u35 polynomial on [-pi/2, pi/2] (accuracy:
+   docs/vector_math.md).  Lanes with |x| > 8192 (and inf) take scalar sinf through
+   dgen_sin_thunk_, which saves every register itself, so the hot loop keeps its registers:
+   its cold branch spills nothing.  The vector travels on the stack below the red zone:
+   the thunk finds it at 8(%rsp) on entry and overwrites it with the result. */
 #define DGEN_FV_(f) _mm256_##f
 #define DGEN_FVT_ __m256
-#define DGEN_VREG_ "ymm"
-#endif
 static inline vf dgen_fma_(vf a, vf b, vf c) {
     return (vf)DGEN_FV_(fmadd_ps)((DGEN_FVT_)a, (DGEN_FVT_)b, (DGEN_FVT_)c);
 }
@@ -291,31 +285,14 @@ static inline vf dgen_fma_(vf a, vf b, vf c) {
 __attribute__((used, noinline, no_sanitize_address)) static void dgen_sin_lanes_(float *p) {
     for (int l = 0; l < DGEN_W; l++) p[l] = sinf(p[l]);
 }
-#define DGEN_SV_(i) "vmovups %" DGEN_VREG_ #i "," #i "*64(%rsp)\n"
-#define DGEN_LV_(i) "vmovups " #i "*64(%rsp),%" DGEN_VREG_ #i "\n"
-#define DGEN_R8_(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
-#define DGEN_R16_(M) DGEN_R8_(M) M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15)
-#if defined(__AVX512F__)
-#if defined(__AVX512BW__)
-#define DGEN_SK_(i) "kmovq %k" #i ",2048+" #i "*8(%rsp)\n"
-#define DGEN_LK_(i) "kmovq 2048+" #i "*8(%rsp),%k" #i "\n"
-#else
-#define DGEN_SK_(i) "kmovw %k" #i ",2048+" #i "*8(%rsp)\n"
-#define DGEN_LK_(i) "kmovw 2048+" #i "*8(%rsp),%k" #i "\n"
-#endif
-/* zmm0-31, k0-7 */
-#define DGEN_REGS_(M, K) DGEN_R16_(M) M(16) M(17) M(18) M(19) M(20) M(21) M(22) M(23) M(24) \
-    M(25) M(26) M(27) M(28) M(29) M(30) M(31) DGEN_R8_(K)
-#define DGEN_FRAME_ "2112"
-#else
-#define DGEN_REGS_(M, K) DGEN_R16_(M)
-#define DGEN_FRAME_ "1024"
-#endif
+#define DGEN_SV_(i) "vmovups %ymm" #i "," #i "*32(%rsp)\n"
+#define DGEN_LV_(i) "vmovups " #i "*32(%rsp),%ymm" #i "\n"
+#define DGEN_REGS_(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15)
 __asm__(".pushsection .text\n.p2align 4\n.type dgen_sin_thunk_, @function\ndgen_sin_thunk_:\n"
         "pushq %rbp\nmovq %rsp,%rbp\npushfq\npushq %rax\npushq %rcx\npushq %rdx\npushq %rsi\n"
         "pushq %rdi\npushq %r8\npushq %r9\npushq %r10\npushq %r11\n"
-        "andq $-64,%rsp\nsubq $" DGEN_FRAME_ ",%rsp\n" DGEN_REGS_(DGEN_SV_, DGEN_SK_)
-        "leaq 16(%rbp),%rdi\ncall dgen_sin_lanes_\n" DGEN_REGS_(DGEN_LV_, DGEN_LK_)
+        "andq $-32,%rsp\nsubq $512,%rsp\n" DGEN_REGS_(DGEN_SV_)
+        "leaq 16(%rbp),%rdi\ncall dgen_sin_lanes_\n" DGEN_REGS_(DGEN_LV_)
         "leaq -80(%rbp),%rsp\npopq %r11\npopq %r10\npopq %r9\npopq %r8\npopq %rdi\npopq %rsi\n"
         "popq %rdx\npopq %rcx\npopq %rax\npopfq\npopq %rbp\nret\n"
         ".size dgen_sin_thunk_, .-dgen_sin_thunk_\n.popsection\n");

@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
 
 
 def _fast_path(tmp_path):
-    """True when this machine's native build uses the inline sin (AVX2 or AVX-512 with FMA)."""
+    """True when this machine's native build uses the inline sin (AVX2 with FMA, no AVX-512)."""
     probe = tmp_path / "probe.c"
     probe.write_text(PRELUDE_H.read_text() + "\n#ifndef DGEN_FV_\n#error libmvec sin\n#endif\n")
     cmd = [CC, "-march=native", "-DDGEN_USE_MVEC", "-std=c11", "-fsyntax-only", str(probe)]
