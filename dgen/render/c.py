@@ -135,6 +135,7 @@ def _unused(body, names) -> list[str]:
     return [f"(void){name};" for name in names if counts[name] < 2]
 
 
+_COMPARE = {"gt": ">", "lt": "<", "gte": ">=", "lte": "<=", "eq": "=="}
 _GROUP_LOCAL = re.compile(r"\b([vxsbpu]\d+|gw|at)\b")
 
 
@@ -344,7 +345,8 @@ class _StageWriter:
         for n in nodes:
             nd = self.g.nodes[n]
             args = [self.ref(i, vec, local) for i in nd.inputs]
-            body.append(self.statement(nd, vec, args) + f" /* {_comment(nd.op)} */")
+            stmt = self.select_of_compare(nd, local) if vec else None
+            body.append((stmt or self.statement(nd, vec, args)) + f" /* {_comment(nd.op)} */")
             body += self.stores(n, vec)
             needs_at |= self.lanes and n in self.outs
         body += _unused(body, [f"x{i}" for i in loaded] + [f"v{n}" for n in nodes])
@@ -384,6 +386,19 @@ class _StageWriter:
             scalar = not self.lanes or i in self.scalar
             return f"vf_splat({name})" if vec and scalar else name
         return f"v{i}" if i in local else f"x{i}"
+
+    def select_of_compare(self, nd, local) -> str | None:
+        """gswitch(a OP b, x, y) with the comparison in this loop as one compare and blend:
+        vf_select would rebuild a mask from the comparison's 1.0/0.0 (an and, a compare).
+        Exact: the blend takes x where a OP b holds, as cond > 0 does."""
+        if nd.op.name != "gswitch" or nd.inputs[0] not in local:
+            return None
+        c = nd.inputs[0]
+        op = _COMPARE.get(self.g.nodes[c].op.name)
+        if op is None:
+            return None
+        a, b, x, y = (self.ref(i, True, local) for i in (*self.g.nodes[c].inputs, *nd.inputs[1:]))
+        return f"vf v{nd.id} = dgen_blend_({a} {op} {b}, {x}, {y});"
 
     def statement(self, nd, vec, args) -> str:
         T, p = ("vf", "vf") if vec else ("float", "sf")
