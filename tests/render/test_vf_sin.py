@@ -54,6 +54,7 @@ int main(int argc, char **argv) {
     static float in[1 << 21], s[1 << 21], l[1 << 21];
     int n = (int)fread(in, sizeof(float), 1 << 21, f);
     fclose(f);
+    if (n % DGEN_W) return 2; /* the kernel does whole vectors only */
     kernel(in, s, l, n);
     fwrite(s, sizeof(float), (size_t)n, stdout);
     fwrite(l, sizeof(float), (size_t)n, stdout);
@@ -91,7 +92,7 @@ def _inputs():
     mixed = x.copy()
     mixed[::3] = np.resize(big, len(mixed[::3]))  # big lanes among small ones
     x = np.concatenate([x, mixed])
-    return x[: len(x) // 8 * 8]
+    return x[: len(x) // 16 * 16]  # whole vectors at any width up to 16
 
 
 def _ulp(got, x):
@@ -126,7 +127,7 @@ def test_sanitizers(tmp_path):
     if not _fast_path(tmp_path):
         pytest.skip("the native build uses libmvec's sin here")
     x = _inputs()[::7]
-    x = x[: len(x) // 8 * 8]
+    x = x[: len(x) // 16 * 16]
     got, _ = _run(tmp_path, x, ["-O3", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"])
     finite = np.isfinite(x)
     assert np.all(np.isnan(got[~finite]))
