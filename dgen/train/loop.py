@@ -26,6 +26,8 @@ def python_loop(ctx, steps, inputs, bar):
 def finish(ctx, params, start, losses, grads, values):
     """Write `steps` recorded steps into ctx. start (P, B): the values before the first step;
     losses (S, B), grads and values (S, P, B). Returns the last loss as `train` does."""
+    if len(losses) == 0:  # train(0): nothing ran, nothing changes
+        return None
     B, limit = start.shape[1], ctx._limit()
     bad = ~np.isfinite(losses).all(axis=1) | ~np.isfinite(grads).all(axis=(1, 2))
     bad |= ~(np.abs(values).max(axis=(1, 2)) <= limit)

@@ -75,3 +75,10 @@ def test_divergence_stops_at_the_same_step(per_step):
         results.append((str(info.value), ctx.steps, ctx.history, a.value))
     assert results[0] == results[1]
     assert "slope" in results[0][0] and f"step {results[0][1]}" in results[0][0]
+
+
+def test_zero_steps_change_nothing():
+    for per_step in (False, True):
+        ctx = _train(2, dgen.Adam(lr=0.05), 0, per_step=per_step)
+        assert ctx.steps == 0 and ctx.history == [] and ctx.last_loss is None
+        np.testing.assert_array_equal(ctx.parameters[0].value, [0.3, 0.7])
