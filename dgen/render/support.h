@@ -128,3 +128,35 @@ __attribute__((noinline, unused)) static void dgen_transpose(float *dst, size_t 
 }
 int dgen_width(void);
 int dgen_width(void) { return DGEN_W; }
+
+/* Memory ops with instances in lanes. Lanes that run in step (a delay line of every instance
+   written at the same position: the usual case) all hold the same index, and slot j of every
+   lane is one contiguous vector at base + j * stride: one load or store instead of DGEN_W
+   wrapped scalar accesses. Any other index vector takes the per-lane path (vf_mread ...). */
+/* j when every lane of x is the same value in [0, size) (so floor is the int conversion),
+   else -1 */
+static inline int dgen_lanes_slot_(vf x, int size) {
+    float f = x[0];
+    return (DGEN_ALL_ZERO_((vi)x ^ (vi)vf_splat(f)) && f >= 0.0f && f < (float)size) ? (int)f : -1;
+}
+static inline vf dgen_lanes_mread(const float *base, vf x, int size, size_t stride) {
+    int j = dgen_lanes_slot_(x, size);
+    return j >= 0 ? vf_load(base + (size_t)j * stride) : vf_mread(base, x, size, stride);
+}
+static inline void dgen_lanes_mwrite(float *base, vf x, int size, size_t stride, vf v) {
+    int j = dgen_lanes_slot_(x, size);
+    if (j >= 0) vf_store(base + (size_t)j * stride, v);
+    else vf_mwrite(base, x, size, stride, v);
+}
+static inline void dgen_lanes_maccum(float *base, vf x, int size, size_t stride, vf v) {
+    int j = dgen_lanes_slot_(x, size);
+    if (j >= 0) vf_store(base + (size_t)j * stride, vf_load(base + (size_t)j * stride) + v);
+    else vf_maccum(base, x, size, stride, v);
+}
+static inline vf dgen_lanes_mtake(float *base, vf x, int size, size_t stride) {
+    int j = dgen_lanes_slot_(x, size);
+    if (j < 0) return vf_mtake(base, x, size, stride);
+    vf v = vf_load(base + (size_t)j * stride);
+    vf_store(base + (size_t)j * stride, vf_splat(0.0f));
+    return v;
+}
