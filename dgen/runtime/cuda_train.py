@@ -12,10 +12,7 @@ does, with the parameter's name), and written into the context.
 
 from __future__ import annotations
 
-import numpy as np
-
-from .. import errors
-from ..train.loop import finish, python_loop
+from ..train.loop import finish, param_table, python_loop
 
 SUPPORTED_OPTIMIZERS = ("SGD", "Adam")
 
@@ -23,13 +20,10 @@ SUPPORTED_OPTIMIZERS = ("SGD", "Adam")
 class _DeviceState:
     """Parameter values, bounds and gradient rows of one fused run, as (P, B) device arrays."""
 
-    def __init__(self, cp, prog, ctx, step):
-        fwd, B = prog.forward, prog.instances
+    def __init__(self, cp, prog, ctx, step, table):
+        fwd = prog.forward
         self.params = ctx.parameters
-        self.values = cp.asarray(np.stack([np.asarray(p.instance_values(B), np.float64) for p in self.params]))
-        inf = np.inf
-        self.low = cp.asarray([[-inf if p.min is None else p.min] for p in self.params], cp.float64)
-        self.high = cp.asarray([[inf if p.max is None else p.max] for p in self.params], cp.float64)
+        self.values, self.low, self.high = cp.asarray(table.start), cp.asarray(table.low), cp.asarray(table.high)
         self.mem_rows = cp.asarray([fwd.plan.layout.offsets[p.cell.id] for p in self.params], cp.int64)
         rows = [step.grad_rows.get(p.cell.id) for p in self.params]
         self.has_grad = cp.asarray([[r is not None] for r in rows])
@@ -46,20 +40,18 @@ def train_steps(prog, ctx, steps, inputs, bar):
     """Run `steps` training steps of `ctx` on the GPU; returns the last loss like `train`."""
     if type(ctx.optimizer).__name__ not in SUPPORTED_OPTIMIZERS or ctx.loss is None and not prog.graph.outputs():
         return python_loop(ctx, steps, inputs, bar)
-    fwd, cp, B = prog.forward, prog.forward.cp, prog.instances
+    fwd, cp, frames = prog.forward, prog.forward.cp, prog.frame_count
     lean = prog.lean(ctx.loss)
-    x, frames = fwd._check_inputs(inputs, prog.frame_count)
-    if frames != prog.frame_count:
-        raise errors.RunInputError(f"train runs frame_count={prog.frame_count} frames, inputs have {frames}")
+    x = prog.step_inputs(inputs, "train")
+    table = param_table(ctx.parameters, prog.instances)
     with fwd.exclusive("train()"):
         fwd.reset()
         fwd._sync_parameters()
         start_mem = fwd.mem.copy()
         chans = fwd.channel_arrays(x)
-        dev = _DeviceState(cp, prog, ctx, lean)
+        dev = _DeviceState(cp, prog, ctx, lean, table)
         history = _run(cp, prog, ctx, lean, dev, start_mem, chans, frames, steps, bar)
-    start = np.stack([np.asarray(p.instance_values(B), np.float64) for p in dev.params])
-    return finish(ctx, dev.params, start, *history)
+    return finish(ctx, dev.params, table.start, *history)
 
 
 class _Step:

@@ -12,32 +12,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import RunInputError
-from ..pipeline import _debug, plan
-from .lean import lean_adjoint
-from .loop import finish, python_loop
+from .loop import finish, param_table, python_loop
 
 F32 = np.dtype(np.float32)
 
 
 class BoundStep:
-    def __init__(self, prog, grad):
+    def __init__(self, prog, lean):
+        """lean: the loss's lean.LeanStep, whose two kernels this binds."""
         fwd = prog.forward
-        self.mem_source, self.B, self.loss_id = fwd.mem, prog.instances, grad.loss_id
-        lean = lean_adjoint(grad.adjoint, prog.graph)
-        bplan = plan(lean.graph, expand=False, reverse=True)
-        _debug("lean adjoint", bplan.dump())
-        self.forward_kernel = prog.kernel_factory(prog.plan, (*lean.tape_ids, grad.loss_id))
-        self.backward_kernel = prog.kernel_factory(bplan, ())
+        self.mem_source, self.B, self.loss_id = fwd.mem, prog.instances, lean.loss_id
+        self.forward_kernel, self.backward_kernel = lean.forward_kernel, lean.backward_kernel
         frames, n_in = prog.frame_count, fwd.n_inputs
         self.fwd = self.forward_kernel.bind(fwd.mem_view(), frames, n_in)
         self.tape, self.copies = self._tape(lean.tape_ids)
-        self.bmem = self._backward_memory(bplan.layout.size, fwd.lanes if hasattr(fwd, "lanes") else self.B > 1)
+        self.bmem = self._backward_memory(lean.size, fwd.lanes if hasattr(fwd, "lanes") else self.B > 1)
         self.bwd = self.backward_kernel.bind(self.bmem, frames, n_in, self.tape)
-        offsets, foffsets = bplan.layout.offsets, prog.plan.layout.offsets
-        self.param_rows = [(offsets[b], foffsets[f]) for b, f in lean.param_cells.items()]
+        self.param_rows = list(zip(*lean.param_rows))
         self.scratch = np.empty((frames // 2, *self.fwd.shape[1:]), F32)
-        self.grad_rows = {c: offsets[g.id] for c, g in lean.grad_cells.items() if g.id in offsets}
+        self.grad_rows = lean.grad_rows
 
     def _tape(self, ids):
         """ref id -> buffer the backward kernel reads; [(buffer, forward id)] to copy per step."""
@@ -113,27 +106,23 @@ def train_bound(prog, ctx, steps, inputs, bar):
     fast = prog._bound_step(prog.gradient(ctx.loss if ctx.loss is not None else prog.default_loss()))
     if fast is None:
         return python_loop(ctx, steps, inputs, bar)
-    fwd, B, params = prog.forward, prog.instances, ctx.parameters
-    x, frames = fwd._check_inputs(inputs, prog.frame_count)
-    if frames != prog.frame_count:
-        raise RunInputError(f"train runs frame_count={prog.frame_count} frames, inputs have {frames}")
-    start = np.stack([np.asarray(p.instance_values(B), np.float64) for p in params])
+    fwd, params = prog.forward, ctx.parameters
+    x = prog.step_inputs(inputs, "train")
+    table = param_table(params, prog.instances)
     fwd.reset()
     fwd._sync_parameters()
-    history = _run_bound(fast, fwd, x, ctx, start, steps, bar)
-    return finish(ctx, params, start, *history)
+    history = _run_bound(fast, fwd, x, ctx, table, steps, bar)
+    return finish(ctx, params, table.start, *history)
 
 
-def _run_bound(fast, fwd, x, ctx, start, steps, bar):
+def _run_bound(fast, fwd, x, ctx, table, steps, bar):
     params, opt, limit = ctx.parameters, ctx.optimizer, ctx._limit()
-    P, B = start.shape
+    P, B = table.start.shape
     # one record per step: row 0 the loss, rows 1..P the gradients, P+1..2P the new values, so
     # that one reduction tells a good step (every number finite and within the program's range)
     record = np.empty((steps, 1 + 2 * P, B))
-    low = np.array([[-np.inf if p.min is None else p.min] for p in params])
-    high = np.array([[np.inf if p.max is None else p.max] for p in params])
-    bounded = any(p.min is not None or p.max is not None for p in params)
-    rows, mem, current, done = [fwd.plan.layout.offsets[p.cell.id] for p in params], fwd.mem, start.copy(), steps
+    low, high = table.low, table.high
+    rows, mem, current, done = [fwd.plan.layout.offsets[p.cell.id] for p in params], fwd.mem, table.start.copy(), steps
     with fwd.exclusive("train()"):
         start_mem, prepared = mem.copy(), fast.fwd.prepare(x)  # after reset, every parameter's row
         for s in range(steps):
@@ -144,7 +133,7 @@ def _run_bound(fast, fwd, x, ctx, start, steps, bar):
             for k, p in enumerate(params):
                 rec[1 + k] = step_grads[p]
                 current[k] = opt.update(p.name, current[k], rec[1 + k])
-            if bounded:
+            if table.bounded:
                 np.minimum(np.maximum(current, low, out=current), high, out=current)
             rec[1 + P :] = current
             bar.update(1)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ops import PURE, Op
+from ..pipeline import _debug, plan
 from ..transform.expand import copy_graph, prune_dead
 
 
@@ -81,3 +82,35 @@ def lean_adjoint(adj, forward_graph) -> LeanAdjoint:
     used = {nd.op.cell.id for nd in graph.nodes if nd.op.name == "param"}
     cells = {bc.id: fc for fc, bc in param_cells.items() if bc.id in used}
     return LeanAdjoint(graph, tape_ids, cells, adj.grad_cells)
+
+
+@dataclass
+class LeanStep:
+    """What a backend needs to run one loss's lean training step (train/fast.py on the C
+    backend, runtime/cuda_training.py on CUDA)."""
+
+    loss_id: int  # in the expanded forward graph
+    forward_kernel: object  # keeps exactly the tapes the backward reads, and the loss
+    backward_kernel: object
+    size: int  # rows of the backward memory
+    tape_ids: tuple[int, ...]
+    param_rows: tuple[list[int], list[int]]  # (backward rows, forward rows): parameters copied in per step
+    grad_rows: dict  # forward parameter cell id -> backward row of its gradient
+
+
+def lean_step(prog, grad) -> LeanStep:
+    """The lean adjoint of `grad` (a TrainingProgram gradient), planned, with its kernels."""
+    lean = lean_adjoint(grad.adjoint, prog.graph)
+    bplan = plan(lean.graph, expand=False, reverse=True)
+    _debug("lean adjoint", bplan.dump())
+    offsets, foffsets = bplan.layout.offsets, prog.plan.layout.offsets
+    rows = [(offsets[b], foffsets[f]) for b, f in lean.param_cells.items()]
+    return LeanStep(
+        grad.loss_id,
+        prog.kernel_factory(prog.plan, (*lean.tape_ids, grad.loss_id)),
+        prog.kernel_factory(bplan, ()),
+        bplan.layout.size,
+        lean.tape_ids,
+        ([b for b, _ in rows], [f for _, f in rows]),
+        {c: offsets[g.id] for c, g in lean.grad_cells.items() if g.id in offsets},
+    )

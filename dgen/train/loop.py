@@ -7,9 +7,28 @@ step (that step counts, its update is not applied), parameter values and gradien
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .. import errors
+
+
+@dataclass
+class ParamTable:
+    """The trained parameters as arrays: values before the first step (P, B) and bounds (P, 1)."""
+
+    start: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    bounded: bool  # any min or max at all (else the clamp can be skipped)
+
+
+def param_table(params, instances: int) -> ParamTable:
+    start = np.stack([np.asarray(p.instance_values(instances), np.float64) for p in params])
+    low = np.array([[-np.inf if p.min is None else p.min] for p in params])
+    high = np.array([[np.inf if p.max is None else p.max] for p in params])
+    return ParamTable(start, low, high, any(p.min is not None or p.max is not None for p in params))
 
 
 def python_loop(ctx, steps, inputs, bar):

@@ -36,6 +36,7 @@ class TrainingProgram:
         self.kernel_factory = kernel_factory
         self.user_graph = user_graph  # the graph compiled (self.graph is its expansion)
         self._gradients: dict[int, _Gradient] = {}
+        self._lean: dict = {}  # loss id -> lean.LeanStep (the kernels a training step runs)
         self._bound: dict = {}  # loss id -> fast.BoundStep, for backends whose kernels bind
 
     # the forward program's surface
@@ -50,8 +51,8 @@ class TrainingProgram:
     def source(self) -> str:
         parts = [self.forward.source]
         for gr in self._gradients.values():  # the kernels a training step runs, once it has run
-            bound = self._bound.get(gr.loss_id) if gr.loss_id in self._bound else None
-            kernels = (bound.forward_kernel, bound.backward_kernel) if bound else (gr.backward_kernel,)
+            lean = self._lean.get(gr.loss_id)
+            kernels = (lean.forward_kernel, lean.backward_kernel) if lean else (gr.backward_kernel,)
             parts += [getattr(k, "source", "") for k in kernels]
         return "\n".join(p for p in parts if p)
 
@@ -145,6 +146,24 @@ class TrainingProgram:
         squeeze = (lambda a: a[0]) if B == 1 else (lambda a: a)
         return squeeze(outputs), squeeze(dx), self._param_grads(grad, bmem, parameters)
 
+    def lean(self, loss=None):
+        """The lean training step (lean.LeanStep) of `loss` (default: output 0), built once."""
+        return self._lean_of(self.gradient(loss if loss is not None else self.default_loss()))
+
+    def _lean_of(self, grad):
+        if grad.loss_id not in self._lean:
+            from .lean import lean_step
+
+            self._lean[grad.loss_id] = lean_step(self, grad)
+        return self._lean[grad.loss_id]
+
+    def step_inputs(self, inputs, what: str):
+        """Checked inputs (B, C, frame_count) of one training step; `what` names the call."""
+        x, frames = self.forward._check_inputs(inputs, self.frame_count)
+        if frames != self.frame_count:
+            raise errors.RunInputError(f"{what} runs frame_count={self.frame_count} frames, inputs have {frames}")
+        return x
+
     def _bound_step(self, grad):
         """The BoundStep (fast.py) of this loss when the backend's kernels can be bound, else None."""
         if not hasattr(grad.forward_kernel, "bind"):
@@ -153,7 +172,7 @@ class TrainingProgram:
         if step is None or step.mem_source is not self.forward.mem:
             from .fast import BoundStep
 
-            step = self._bound[grad.loss_id] = BoundStep(self, grad)
+            step = self._bound[grad.loss_id] = BoundStep(self, self._lean_of(grad))
         return step
 
     def train_steps(self, ctx, steps, inputs, bar):
@@ -170,11 +189,7 @@ class TrainingProgram:
         """
         fwd = self.forward
         grad = self.gradient(loss if loss is not None else self.default_loss())
-        x, frames = fwd._check_inputs(inputs, self.frame_count)
-        if frames != self.frame_count:
-            raise errors.RunInputError(
-                f"forward_backward runs frame_count={self.frame_count} frames, inputs have {frames}"
-            )
+        x, frames = self.step_inputs(inputs, "forward_backward"), self.frame_count
         with fwd.exclusive("forward_backward()"):
             fwd._sync_parameters()
             fast = self._bound_step(grad)
