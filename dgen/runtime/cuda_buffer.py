@@ -96,24 +96,32 @@ def _first_end(n: int, hop: int, phase: int = 0) -> tuple[int, int]:
 def spectral_loss(cp, op, sub, a, b):
     """SpectralLoss.run on the GPU; `sub` is the op's cell rows (updated in place)."""
     W, hop = op.window, op.hop
-    w1, (N, B) = W - 1, a.shape
+    w1, N = W - 1, a.shape[0]
     phase = 0 if hop == 1 else int(sub[2 * w1, 0].get())  # frame count mod hop (no copy for hop 1)
     pa, pb = _padded_t(cp, sub[:w1], a), _padded_t(cp, sub[w1 : 2 * w1], b)
-    first, count = _first_end(N, hop, phase)
-    loss_t = cp.zeros((B, N), cp.float64)
-    sq_mag_diff = _kernels(cp)["sq_mag_diff"]
     if cuda_sdft.usable(W, hop):  # a window at every frame: running sums (cuda_sdft.py)
-        loss_t, count = cuda_sdft.loss(cp, W, pa, pb), 0
-    for i0, i1 in _chunks(count, W * B):
-        start = first + hop * i0  # window ending at frame n starts at padded index n
-        fa = cp.fft.rfft(_windows(cp, pa, start, i1 - i0, hop, W), axis=-1)
-        fb = cp.fft.rfft(_windows(cp, pb, start, i1 - i0, hop, W), axis=-1)
-        loss_t[:, start : start + hop * (i1 - i0) : hop] = sq_mag_diff(fa, fb, axis=-1) * hop
+        loss_t = cuda_sdft.loss(cp, W, pa, pb)
+    else:
+        loss_t = _fft_loss(cp, pa, pb, N, W, hop, phase)
     sub[:w1] = pa[:, -w1:].T.astype(cp.float32)
     sub[w1 : 2 * w1] = pb[:, -w1:].T.astype(cp.float32)
     if hop > 1:
         sub[2 * w1] = (phase + N) % hop
     return cp.ascontiguousarray(loss_t.T, dtype=cp.float32)
+
+
+def _fft_loss(cp, pa, pb, N, W, hop, phase):
+    """(B, N) float64 loss per frame from windows transformed by cuFFT, chunk by chunk."""
+    B = pa.shape[0]
+    first, count = _first_end(N, hop, phase)
+    loss_t = cp.zeros((B, N), cp.float64)
+    sq_mag_diff = _kernels(cp)["sq_mag_diff"]
+    for i0, i1 in _chunks(count, W * B):
+        start = first + hop * i0  # window ending at frame n starts at padded index n
+        fa = cp.fft.rfft(_windows(cp, pa, start, i1 - i0, hop, W), axis=-1)
+        fb = cp.fft.rfft(_windows(cp, pb, start, i1 - i0, hop, W), axis=-1)
+        loss_t[:, start : start + hop * (i1 - i0) : hop] = sq_mag_diff(fa, fb, axis=-1) * hop
+    return loss_t
 
 
 def spectral_loss_grad(cp, op, sub, adj, a, b):
