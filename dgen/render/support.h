@@ -62,11 +62,18 @@ static inline vf vf_mtake(float *base, vf x, int size, size_t stride) {
 }
 /* dst[c * drow + r] = src[r * srow + c] for r < rows, c < cols: a tile of frames x lanes
    to instance-major rows (outputs) and back (inputs), W x W blocks transposed in registers
-   where the ISA makes it cheap.  (GCC and Clang let float lvalues access vf memory.) */
+   where the ISA makes it cheap.  (GCC and Clang let float lvalues access vf memory.)
+   The W row loads are written out one by one: as a loop, GCC turned them into a memcpy of the
+   block to the stack (a call, then reloads) when the rows are contiguous (srow = W, every
+   output tile), and the transposes took ~16% of karplus at 64 instances. */
+#define DGEN_ROWS4_(r, k, load, src, srow) \
+    r[k] = load(src + (k) * srow); r[(k) + 1] = load(src + ((k) + 1) * srow); \
+    r[(k) + 2] = load(src + ((k) + 2) * srow); r[(k) + 3] = load(src + ((k) + 3) * srow);
 #if defined(__AVX512F__) && DGEN_W == 16
 static inline void dgen_tblock_(float *dst, size_t drow, const float *src, size_t srow) {
     __m512 r[16], t[16];
-    for (int k = 0; k < 16; k++) r[k] = _mm512_loadu_ps(src + k * srow);
+    DGEN_ROWS4_(r, 0, _mm512_loadu_ps, src, srow) DGEN_ROWS4_(r, 4, _mm512_loadu_ps, src, srow)
+    DGEN_ROWS4_(r, 8, _mm512_loadu_ps, src, srow) DGEN_ROWS4_(r, 12, _mm512_loadu_ps, src, srow)
     for (int k = 0; k < 8; k++) {
         t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
         t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
@@ -93,7 +100,7 @@ static inline void dgen_tblock_(float *dst, size_t drow, const float *src, size_
 #elif defined(__AVX__) && DGEN_W == 8
 static inline void dgen_tblock_(float *dst, size_t drow, const float *src, size_t srow) {
     __m256 r[8], t[8];
-    for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(src + k * srow);
+    DGEN_ROWS4_(r, 0, _mm256_loadu_ps, src, srow) DGEN_ROWS4_(r, 4, _mm256_loadu_ps, src, srow)
     for (int k = 0; k < 4; k++) {
         t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
         t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
