@@ -22,10 +22,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..analysis import SEQUENTIAL
-from .cstyle import SOURCES, CStyleRenderer, Step, float_literal, split_stages
+from .cstyle import SOURCES, CStyleRenderer, Step, float_literal, lane_alike, split_stages
 from .prelude import PRELUDE
 
 # frames per tile, one instance: 4 vectors, at least 32 frames. Short frame loops let the
@@ -103,13 +104,13 @@ def _unused(body, names) -> list[str]:
 
 
 _COMPARE = {"gt": ">", "lt": "<", "gte": ">=", "lte": "<=", "eq": "=="}
-_GROUP_LOCAL = re.compile(r"\b([vxsbpu]\d+|gw|at)\b")
+_GROUP_LOCAL = re.compile(r"\b([vxsbpul]\d+|gw|at)\b")
 
 
 def _for_groups(body, U, per_group_uniforms) -> list[str]:
     """`body`, written for one instance group, for U groups: a line naming a per-group local
-    (values v/x, state s, params p, tile buffers b, per-instance uniforms u, the lane offset
-    gw and frame address at) is repeated once per group with the names suffixed `_<group>`;
+    (values v/x, state s, params p, tile buffers b, per-instance uniforms u, lane-alike flags
+    l, the lane offset gw and frame address at) is repeated once per group with the names suffixed `_<group>`;
     a line naming none (loop heads, braces, tile bounds) is written once."""
 
     def rename(line, u):
@@ -226,7 +227,22 @@ class _StageWriter:
         for c in self.st.cells:
             src = f"vf_load({self.cell_addr(c)})" if self.lanes else f"mem[{self.layout.offsets[c]}]"
             L.append(f"    {T} s{c} = {src};")
-        return L
+        flags = sorted(set().union(*self.alike.values()))
+        return L + [f"    const int l{c} = DGEN_LANES_ALIKE_(s{c});" for c in flags]
+
+    @cached_property
+    def alike(self) -> dict:
+        """Instances in lanes: memory op -> the history cells that, holding one value in every
+        lane when the call starts, make its index the same in every lane for the whole call
+        (`lane_alike`); the op then reads one vector at lane 0's slot, checked once per call
+        (flags l<cell>) instead of per frame (dgen_alike_* in support.h)."""
+        if not self.lanes:
+            return {}
+        nodes = [n for b in self.loops() for n in self.loop_nodes(b)]
+        mem = [n for n in nodes if self.g.nodes[n].op.name.startswith("memory_")]
+        same = lambda i: self.g.nodes[i].op.name == "constant" or i in self.scalar  # noqa: E731
+        at = lane_alike(self.g, nodes, same, [self.g.nodes[n].inputs[0] for n in mem])
+        return {n: at[self.g.nodes[n].inputs[0]] for n in mem if self.g.nodes[n].inputs[0] in at}
 
     def uniforms(self, which) -> list[str]:
         L = []
@@ -371,6 +387,9 @@ class _StageWriter:
         T, p = ("vf", "vf") if vec else ("float", "sf")
         if self.r.renders(nd.op) == "state":
             base = self.cell_addr(nd.op.cell.id)
+            if nd.id in self.alike:
+                flag = " & ".join(f"l{c}" for c in sorted(self.alike[nd.id])) or "1"
+                return self.r.state_stmt(nd, T, "dgen_alike", args, base, f", stride, {flag}")
             return self.r.state_stmt(nd, T, p, args, base, ", stride" if self.lanes else "")
         return f"{T} v{nd.id} = {self.r.pure_expr(nd, p, args)};"
 

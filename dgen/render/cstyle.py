@@ -182,6 +182,47 @@ def _stage(graph, name, blocks, consumers, keep, invariant) -> Stage:
     )
 
 
+def lane_alike(graph, nodes, same, targets) -> dict:
+    """Values of one frame loop (instances in lanes) that are the same in every lane for a whole
+    call once some history cells start it so: pure nodes of `same` inputs (constants, uniforms
+    of constants) and such values, and reads of history cells whose every write is one (every
+    op is the same function in each lane). Returns, for each of `targets` that is such a
+    value, the cells it depends on: a delay line's read and write positions, counted by a
+    phasor of a constant frequency, depend on the phasor's cell."""
+    local, writes = set(nodes), {}
+    for n in nodes:
+        if graph.nodes[n].op.name == "history_write":
+            writes.setdefault(graph.nodes[n].op.cell.id, []).append(graph.nodes[n].inputs[0])
+    cells = {graph.nodes[n].op.cell.id for n in nodes if graph.nodes[n].op.name == "history_read"}
+    while True:  # drop the cells one of whose writes is not alike, until none is left
+        alike = set()
+        for n in nodes:
+            op, ins = graph.nodes[n].op, graph.nodes[n].inputs
+            if op.name == "history_read" and op.cell.id in cells:
+                alike.add(n)
+            elif (op.kind == PURE or op.name == "history_write") and all(i in alike or same(i) for i in ins):
+                alike.add(n)
+        bad = {c for c in cells if any(i not in alike and not same(i) for i in writes.get(c, ()))}
+        if not bad:
+            break
+        cells -= bad
+
+    def cells_of(t):
+        seen, stack, out = set(), [t], set()
+        while stack:
+            j = stack.pop()
+            if j in local and j not in seen:
+                seen.add(j)
+                op = graph.nodes[j].op
+                if op.name == "history_read":
+                    out.add(op.cell.id)
+                    stack += writes.get(op.cell.id, [])
+                stack += graph.nodes[j].inputs
+        return frozenset(out)
+
+    return {t: cells_of(t) for t in targets if t in alike or same(t)}
+
+
 class CStyleRenderer:
     """Spelling of nodes in C-like languages. Subclasses set the attributes and loops."""
 

@@ -140,11 +140,20 @@ int dgen_width(void) { return DGEN_W; }
    written at the same position: the usual case) all hold the same index, and slot j of every
    lane is one contiguous vector at base + j * stride: one load or store instead of DGEN_W
    wrapped scalar accesses. Any other index vector takes the per-lane path (vf_mread ...). */
-/* j when every lane of x is the same value in [0, size) (so floor is the int conversion),
-   else -1 */
+/* f in [0, size), where floor(f) is the int conversion: one integer compare, as non-negative
+   floats order as their bits (-0, negatives and NaN fail; a float below (float)size is below
+   size) */
+static inline int dgen_in_(float f, int size) {
+    const float top = (float)size;
+    uint32_t b, lim;
+    memcpy(&b, &f, sizeof b);
+    memcpy(&lim, &top, sizeof lim);
+    return b < lim;
+}
+#define DGEN_LANES_ALIKE_(x) DGEN_ALL_ZERO_((vi)(x) ^ (vi)vf_splat((x)[0]))
+/* j when every lane of x is the same value in [0, size), else -1 */
 static inline int dgen_lanes_slot_(vf x, int size) {
-    float f = x[0];
-    return (DGEN_ALL_ZERO_((vi)x ^ (vi)vf_splat(f)) && f >= 0.0f && f < (float)size) ? (int)f : -1;
+    return DGEN_LANES_ALIKE_(x) && dgen_in_(x[0], size) ? (int)x[0] : -1;
 }
 static inline vf dgen_lanes_mread(const float *base, vf x, int size, size_t stride) {
     int j = dgen_lanes_slot_(x, size);
@@ -165,5 +174,38 @@ static inline vf dgen_lanes_mtake(float *base, vf x, int size, size_t stride) {
     if (j < 0) return vf_mtake(base, x, size, stride);
     vf v = vf_load(base + (size_t)j * stride);
     vf_store(base + (size_t)j * stride, vf_splat(0.0f));
+    return v;
+}
+
+/* Memory ops whose index is the same in every lane whenever `alike` holds: the renderer
+   proved that the index depends only on constants and on history cells that stay alike in
+   every lane once they start so (a delay line's positions, counted by a phasor of a constant
+   frequency), and `alike` checked those cells once per call (DGEN_LANES_ALIKE_). Then the
+   slot is lane 0's: no per-frame check that the lanes agree. */
+__attribute__((noinline, cold, unused)) static int dgen_wrap_cold_(float x, int size) { return dgen_wrap(x, size); }
+static inline size_t dgen_alike_at_(vf x, int size, size_t stride) {
+    const int j = __builtin_expect(dgen_in_(x[0], size), 1) ? (int)x[0] : dgen_wrap_cold_(x[0], size);
+    return (size_t)j * stride;
+}
+static inline vf dgen_alike_mread(const float *base, vf x, int size, size_t stride, int alike) {
+    return alike ? vf_load(base + dgen_alike_at_(x, size, stride)) : dgen_lanes_mread(base, x, size, stride);
+}
+static inline void dgen_alike_mwrite(float *base, vf x, int size, size_t stride, int alike, vf v) {
+    if (alike) vf_store(base + dgen_alike_at_(x, size, stride), v);
+    else dgen_lanes_mwrite(base, x, size, stride, v);
+}
+static inline void dgen_alike_maccum(float *base, vf x, int size, size_t stride, int alike, vf v) {
+    if (alike) {
+        float *q = base + dgen_alike_at_(x, size, stride);
+        vf_store(q, vf_load(q) + v);
+    } else {
+        dgen_lanes_maccum(base, x, size, stride, v);
+    }
+}
+static inline vf dgen_alike_mtake(float *base, vf x, int size, size_t stride, int alike) {
+    if (!alike) return dgen_lanes_mtake(base, x, size, stride);
+    float *q = base + dgen_alike_at_(x, size, stride);
+    vf v = vf_load(q);
+    vf_store(q, vf_splat(0.0f));
     return v;
 }

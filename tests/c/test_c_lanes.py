@@ -2,6 +2,9 @@
 
 - memory ops: one contiguous vector when every lane holds the same index, per-lane accesses
   otherwise; both against the float32 reference, for all four memory ops;
+- memory ops whose index depends only on constants and history cells: lanes checked once per
+  call (the cells alike in every lane or not), indices in range and wrapped (negative, past the
+  size, beyond int range);
 - small frame loops interleave two instance groups per pass, with a plain loop for a group
   left over: instance counts giving 1 to 5 groups against the reference.
 """
@@ -49,6 +52,38 @@ def test_memory_ops_uniform_and_mixed_indices(same_index):
     c, ref = programs(memory_graph(), frame_count=N, instances=B)
     x = memory_inputs(np.random.default_rng(5), B, same_index)
     assert_close(stream(c, x, chunks=(1, 99, 200)), stream(ref, x, chunks=(1, 99, 200)), what="memory", **EXACT)
+
+
+def alike_graph():
+    """Memory ops indexed by a counter of constants: the same index in every lane once the
+    counter's cell starts so. The indices run negative, past the size and beyond int range."""
+    g = dgen.Graph()
+    count, write = g.history()
+    write(count + 1.0)
+    idx, val = count * 0.75 - 5.0, g.input(0)
+    buf = g.alloc(7)
+    w = g.n(Op.memory_write(buf), idx, val)
+    r = g.seq(w, g.n(Op.memory_read(buf), idx + 3.0))
+    acc = g.seq(r, g.n(Op.memory_accum(buf), idx + 1.0, val * 0.5))
+    took = g.seq(acc, g.n(Op.memory_take(buf), idx + 2.0))
+    g.output(0, r)
+    g.output(1, took)
+    g.output(2, g.seq(took, g.n(Op.memory_read(buf), idx * 3e9)))
+    return g, count.op.cell.id
+
+
+@pytest.mark.parametrize("start", ["alike", "per instance", "one lane off"])
+def test_memory_ops_alike_indices(start):
+    B = 19
+    g, cell = alike_graph()
+    c, ref = programs(g, frame_count=N, instances=B)
+    assert "DGEN_LANES_ALIKE_" in c.source and "dgen_lanes_m" not in c.source.split("stage functions")[-1]
+    at = c.plan.layout.offsets[cell]
+    counts = {"alike": np.full(B, 3.0), "per instance": np.arange(B) % 5, "one lane off": np.eye(1, B, 4)[0]}
+    for prog in (c, ref):
+        prog.mem[at] = counts[start]
+    x = np.random.default_rng(7).standard_normal((B, 1, N)).astype(np.float32)
+    assert_close(stream(c, x, chunks=(1, 99, 200)), stream(ref, x, chunks=(1, 99, 200)), what=start, **EXACT)
 
 
 @pytest.mark.parametrize("B", [2, 9, 17, 33, 40, 80])
