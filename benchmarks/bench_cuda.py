@@ -131,7 +131,10 @@ def dgen_train_loop(name, B, budget):
     steps = max(5, min(500, int(budget / max((time.perf_counter() - t0) / 5, 1e-6))))
     t0 = time.perf_counter()
     ctx.train(steps, inputs=x, progress=False)
-    return (time.perf_counter() - t0) / steps
+    elapsed = (time.perf_counter() - t0) / steps
+    if not prog.last_train_graphed:
+        print(f"  ({name} B={B}: steps not replayed as a CUDA graph: {prog.last_train_capture_error})")
+    return elapsed
 
 
 def torch_train(name, B, budget):

@@ -8,150 +8,220 @@ not change magnitudes, its rfft bin k is
 
 Because w^(k(n+W)) = w^(kn), the next window is one update, S_k[n+1] = S_k[n] +
 (x[n+W] - x[n]) w^(kn): O(W) work per frame for all bins, where an FFT per window costs
-O(W log W), and no window is ever materialised. The sums run in float64 (the update only adds,
-so rounding grows with the chunk length, not multiplicatively); magnitudes and the gradient's
-quotient are taken in float32, the program's precision. The gradient is exact too:
+O(W log W), and no window is ever materialised. Everything runs in float32, the program's
+precision, with twiddles rounded once from float64: the update only adds, so rounding grows
+with the chunk length (<= MAX_CHUNK + 2W updates), not multiplicatively; measured against the
+float64 reference, the loss and gradient errors are ~1e-6 of their largest values (the float32
+FFT's are ~1e-7; float64 sums, as before, cost 3x the time on an H200). Per-frame sums over the
+bins are added up in float64. The gradient is exact too:
 
     dL/dx[p] = sum_k Re(w^(kp) R_k(p)),  R_k(p) = sum_{n=p-W+1..p} G_k[n],
     G_k[n] = adj[n] * 2 (|S^a_k[n]| - |S^b_k[n]|) conj(S^a_k[n]) / |S^a_k[n]|   (0 where |S^a| = 0)
 
-with R a sliding sum kept by a leading and a trailing copy of S. One warp per (instance,
-chunk of frames), bins spread over its lanes (DC and Nyquist, both real, share one lane, so
-W/2 slots cover the W/2 + 1 bins), a warp reduction per frame; each chunk starts from sums
-computed directly. Used for windows up to MAX_WINDOW (register pressure grows
-with the bins per lane); cuda_buffer.py uses cuFFT otherwise and for hop > 1.
+and, since w^(kp) = w^(k(p-W)), dL/dx[p] = Q(p) - Q(p-W) with Q(n) = sum_k Re(w^(kn) P_k(n))
+and P the running sum of G: one pass over the windows with one copy of the sums. One warp
+per (instance, chunk of frames), bins spread over its lanes (DC and Nyquist, both real, share
+one lane, so W/2 slots cover the W/2 + 1 bins); twiddles come from a table in shared memory,
+the next 32 frames' inputs are staged there by the warp's lanes and read as broadcasts, and
+per-frame sums over the lanes go through a 32-frame shared memory transpose instead of a
+shuffle tree per frame. Each chunk starts from sums computed
+directly (W steps; the gradient also replays the W - 1 windows before the chunk's first
+sample). Used for windows up to MAX_WINDOW (register pressure grows with the bins per lane);
+cuda_buffer.py uses cuFFT otherwise and for hop > 1.
 """
 
 from __future__ import annotations
 
 MAX_WINDOW = 128
-MAX_CHUNK = 256  # frames per warp, fewer when B is small (more warps; each chunk restarts its sums)
+MAX_CHUNK = 512  # frames per warp, fewer when B is small (more warps; each chunk restarts its sums)
 WARPS = 2048  # warps a call aims for
+WARPS_PER_BLOCK = 2  # WPB in the source: warps of a block, each on its own job
 
 _SOURCE = r"""
 /* Slot s of a lane holds bin k = s (1 <= s < W/2) as a complex sum, or, for s = 0, the two
-   real bins: DC in .r and Nyquist in .i (so W/2 slots cover the W/2 + 1 bins evenly). */
+   real bins: DC in .x and Nyquist in .y (so W/2 slots cover the W/2 + 1 bins evenly). */
 #define SLOTS (W / 2)
 #define SPL ((SLOTS + 31) / 32)
-struct cplx { double r, i; };
 
-__device__ double warp_sum(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    return v;
+/* w^t = exp(-2 pi i t / W) for t < W, rounded once from float64; the block's warps share it */
+__device__ void fill_twiddles(float2 *tab) {
+    for (int t = threadIdx.x; t < W; t += blockDim.x) {
+        double s, c;
+        sincospi(2.0 * t / W, &s, &c);
+        tab[t] = make_float2((float)c, (float)-s);
+    }
+    __syncthreads();
 }
-__device__ void twiddles(double *tr, double *ti) {  /* w^j = exp(-2 pi i j / W) */
-    for (int j = threadIdx.x; j < W; j += 32) { double s, c; sincospi(2.0 * j / W, &s, &c); tr[j] = c; ti[j] = -s; }
+/* the twiddle of slot s at padded index n, where t = s n mod W; slot 0: (1, (-1)^n) */
+__device__ float2 twiddle(const float2 *tab, int s, int t, float nyquist) {
+    return s ? tab[t] : make_float2(1.0f, nyquist);
+}
+__device__ void add(float2 &z, float v, float2 w) { z.x = fmaf(v, w.x, z.x); z.y = fmaf(v, w.y, z.y); }
+__device__ float at(const float *x, int p, int L) { return p < L ? x[p] : 0.0f; }
+
+/* slot sums of the window starting at padded sample n (n + W <= L) */
+__device__ void direct(float2 &za, float2 &zb, const float *xa, const float *xb, int n, int s, const float2 *tab) {
+    za = zb = make_float2(0.0f, 0.0f);
+    for (int j = 0; j < W; j++) {
+        float2 w = twiddle(tab, s, (s * (n + j)) & (W - 1), ((n + j) & 1) ? -1.0f : 1.0f);
+        add(za, xa[n + j], w);
+        add(zb, xb[n + j], w);
+    }
+}
+/* The next 32 windows' inputs, one per lane, parked in shared memory and read back as a
+   broadcast: window n -> n + 1 takes x[n + W] - x[n] (same twiddle, period W), and the
+   gradient also reads adj[n] (0 past the last frame). */
+__device__ void stage(float4 *ahead, const float *xa, const float *xb, const float *adj, int n, int N, int L,
+                      int lane) {
+    __syncwarp();
+    const int m = n + lane;
+    ahead[lane] = make_float4(at(xa, m + W, L) - at(xa, m, L), at(xb, m + W, L) - at(xb, m, L),
+                              adj && m < N ? adj[m] : 0.0f, 0.0f);
     __syncwarp();
 }
-__device__ double at(const float *x, int p, int L) { return (p >= 0 && p < L) ? (double)x[p] : 0.0; }
-/* one sample's term of slot s at padded index p */
-__device__ void add(cplx &z, double v, int s, int p, const double *tr, const double *ti) {
-    if (s == 0) { z.r += v; z.i += (p & 1) ? -v : v; }
-    else { int t = (s * p) & (W - 1); z.r += v * tr[t]; z.i += v * ti[t]; }
-}
-/* slot s of the window starting at padded sample n (samples outside [0, L) are 0) */
-__device__ cplx direct(const float *x, int n, int L, int s, const double *tr, const double *ti) {
-    cplx z = {0.0, 0.0};
-    for (int j = 0; j < W; j++) add(z, at(x, n + j, L), s, n + j, tr, ti);
-    return z;
-}
-/* window n -> n + 1: x[n] leaves, x[n + W] enters with the same twiddle (period W) */
-__device__ void advance(cplx &z, const float *x, int n, int L, int s, const double *tr, const double *ti) {
-    add(z, at(x, n + W, L) - at(x, n, L), s, n, tr, ti);
-}
-/* magnitudes and the gradient's quotient in single precision (fast sqrt and division; the
-   program computes in float32 and the sums they come from stay in float64) */
-__device__ double mag(double r, double i) { return (double)sqrtf((float)(r * r + i * i)); }
-__device__ double term(cplx a, cplx b, int s) {  /* sum over the slot's bins of (|A| - |B|)^2 */
-    if (s == 0) { double d0 = fabs(a.r) - fabs(b.r), dn = fabs(a.i) - fabs(b.i); return d0 * d0 + dn * dn; }
-    double d = mag(a.r, a.i) - mag(b.r, b.i);
-    return d * d;
+__device__ void advance(float2 &za, float2 &zb, float4 in, float2 w) { add(za, in.x, w); add(zb, in.y, w); }
+/* magnitudes by the hardware's approximate square root (MUFU.SQRT, ~1 ulp); IEEE sqrtf costs
+   several instructions more in the hot loop. Slot 0's real bins and a complex slot's bin are
+   both computed and one is selected: no divergent branch on lane 0. */
+__device__ float fast_sqrt(float x) { float y; asm("sqrt.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y; }
+__device__ float term(float2 a, float2 b, int s) {  /* sum over the slot's bins of (|A| - |B|)^2 */
+    const float d0 = fabsf(a.x) - fabsf(b.x), dn = fabsf(a.y) - fabsf(b.y);
+    const float d = fast_sqrt(a.x * a.x + a.y * a.y) - fast_sqrt(b.x * b.x + b.y * b.y);
+    return s ? d * d : d0 * d0 + dn * dn;
 }
 
-extern "C" __global__ void dgen_sdft_loss(const float *pa, const float *pb, double *loss, int B, int N, int chunk) {
-    __shared__ double tr[W], ti[W];
-    const int b = blockIdx.x % B, n0 = (blockIdx.x / B) * chunk, n1 = min(N, n0 + chunk), L = N + W - 1;
-    twiddles(tr, ti);
-    const float *xa = pa + (long long)b * L, *xb = pb + (long long)b * L;
-    cplx sa[SPL], sb[SPL];
+/* Per-frame sums over the warp's lanes without a shuffle tree per frame: each lane parks its
+   part of frame f in row f % 32, and every 32 frames lane j adds up row j (padded rows: no
+   bank conflicts). */
+struct rows { float v[32][33]; };
+__device__ double flush(rows &r, int lane) {
+    __syncwarp();
+    double sum = 0.0;
+    _Pragma("unroll 8") for (int j = 0; j < 32; j++) sum += (double)r.v[lane][j];
+    __syncwarp();
+    return sum;
+}
+
+struct job { int b, n0, n1; };
+__device__ bool find_job(job &J, int B, int N, int chunk) {
+    const long long id = (long long)blockIdx.x * WPB + (threadIdx.x >> 5);
+    const int chunks = (N + chunk - 1) / chunk;
+    if (id >= (long long)B * chunks) return false;
+    J.b = (int)(id % B); J.n0 = (int)(id / B) * chunk; J.n1 = min(N, J.n0 + chunk);
+    return true;
+}
+
+extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_loss(const float *pa, const float *pb,
+        double *loss, int B, int N, int chunk) {
+    __shared__ float2 tab[W];
+    __shared__ float4 ahead_all[WPB][32];
+    __shared__ rows part[WPB];
+    fill_twiddles(tab);
+    job J;
+    if (!find_job(J, B, N, chunk)) return;  /* whole warps: no block-wide barrier below */
+    const int lane = threadIdx.x & 31, L = N + W - 1;
+    rows &r = part[threadIdx.x >> 5];
+    float4 *ahead = ahead_all[threadIdx.x >> 5];
+    const float *xa = pa + (long long)J.b * L, *xb = pb + (long long)J.b * L;
+    float2 sa[SPL], sb[SPL];
+    int t[SPL];
     _Pragma("unroll") for (int q = 0; q < SPL; q++) {
-        int s = threadIdx.x + 32 * q;
-        if (s < SLOTS) { sa[q] = direct(xa, n0, L, s, tr, ti); sb[q] = direct(xb, n0, L, s, tr, ti); }
+        int s = lane + 32 * q;
+        t[q] = (s * J.n0) & (W - 1);
+        if (s < SLOTS) direct(sa[q], sb[q], xa, xb, J.n0, s, tab);
     }
-    for (int n = n0; n < n1; n++) {
-        double part = 0.0;
-        _Pragma("unroll") for (int q = 0; q < SPL; q++) {
-            int s = threadIdx.x + 32 * q;
-            if (s < SLOTS) {
-                part += term(sa[q], sb[q], s);
-                advance(sa[q], xa, n, L, s, tr, ti);
-                advance(sb[q], xb, n, L, s, tr, ti);
+    float nyquist = (J.n0 & 1) ? -1.0f : 1.0f;
+    const int count = J.n1 - J.n0;
+    for (int g0 = 0; g0 < count; g0 += 32) {  /* 32 frames per group: stage, walk, flush */
+        stage(ahead, xa, xb, nullptr, J.n0 + g0, N, L, lane);
+        const int m = min(32, count - g0);
+        _Pragma("unroll 4") for (int row = 0; row < m; row++) {
+            const float4 in = ahead[row];
+            float here = 0.0f;
+            _Pragma("unroll") for (int q = 0; q < SPL; q++) {
+                int s = lane + 32 * q;
+                if (s < SLOTS) {
+                    here += term(sa[q], sb[q], s);
+                    advance(sa[q], sb[q], in, twiddle(tab, s, t[q], nyquist));
+                    t[q] = (t[q] + s) & (W - 1);
+                }
             }
+            nyquist = -nyquist;
+            r.v[row][lane] = here;
         }
-        part = warp_sum(part);
-        if (threadIdx.x == 0) loss[(long long)b * N + n] = part;
+        const double sum = flush(r, lane);
+        if (lane < m) loss[(long long)J.b * N + J.n0 + g0 + lane] = sum;
     }
 }
 
 /* G[n] = adj[n] * d loss_n / d S (as a conjugate): 2 (|A| - |B|) conj(A) / |A|, 0 where |A| = 0 */
-__device__ cplx weight(cplx a, cplx b, int s, const float *adj, int n, int N) {
-    cplx g = {0.0, 0.0};
-    if (n < 0 || n >= N) return g;
-    double w = 2.0 * (double)adj[n];
-    if (s == 0) {  /* real bins: d|x|/dx = sign(x) */
-        g.r = w * (fabs(a.r) - fabs(b.r)) * ((a.r > 0) - (a.r < 0));
-        g.i = w * (fabs(a.i) - fabs(b.i)) * ((a.i > 0) - (a.i < 0));
-        return g;
-    }
-    double ma = mag(a.r, a.i);
-    if (ma > 0.0) {
-        double f = w * (double)((float)(ma - mag(b.r, b.i)) / (float)ma);
-        g.r = f * a.r; g.i = -f * a.i;
-    }
-    return g;
+__device__ float sign(float v) { return (float)((v > 0.0f) - (v < 0.0f)); }
+__device__ float2 weight(float2 a, float2 b, int s, float adj) {
+    const float w = 2.0f * adj, pa = a.x * a.x + a.y * a.y;
+    const float f = pa > 0.0f ? w * (1.0f - fast_sqrt(b.x * b.x + b.y * b.y) * rsqrtf(pa)) : 0.0f;
+    const float2 real = make_float2(w * (fabsf(a.x) - fabsf(b.x)) * sign(a.x),  /* d|x|/dx = sign(x) */
+                                    w * (fabsf(a.y) - fabsf(b.y)) * sign(a.y));
+    return s ? make_float2(f * a.x, -f * a.y) : real;
 }
-/* Re(w^(s p) R) for a complex slot; R_DC + (-1)^p R_Nyquist for slot 0 */
-__device__ double project(cplx R, int s, int p, const double *tr, const double *ti) {
-    if (s == 0) return R.r + ((p & 1) ? -R.i : R.i);
-    int t = (s * p) & (W - 1);
-    return tr[t] * R.r - ti[t] * R.i;
+/* Re(w R) for a complex slot; R_DC + (-1)^n R_Nyquist for slot 0 (w = (1, (-1)^n)) */
+__device__ float project(float2 R, int s, float2 w) {
+    return s ? w.x * R.x - w.y * R.y : R.x + w.y * R.y;
 }
 
-extern "C" __global__ void dgen_sdft_grad(const float *pa, const float *pb, const float *adj_t, double *grad,
-                                          int B, int N, int chunk) {
-    __shared__ double tr[W], ti[W];
-    const int b = blockIdx.x % B, m0 = (blockIdx.x / B) * chunk, m1 = min(N, m0 + chunk), L = N + W - 1;
-    twiddles(tr, ti);
-    const float *xa = pa + (long long)b * L, *xb = pb + (long long)b * L, *adj = adj_t + (long long)b * N;
-    const int p0 = m0 + W - 1;  /* padded index of sample m0 */
-    cplx ta[SPL], tb[SPL], la[SPL], lb[SPL], R[SPL];
+/* dL/dx at padded p is sum_s Re(w^(s p) R_s(p)) with R_s(p) = P_s(p) - P_s(p - W), P the
+   prefix sum of the weights G over windows; as w^(s p) = w^(s (p - W)), that is
+   Q(p) - Q(p - W) with Q(n) = sum_s Re(w^(s n) P_s(n)): one pass over the windows with a
+   single copy of the sums, Q parked in shared memory, then one subtraction per sample. */
+extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_grad(const float *pa, const float *pb,
+        const float *adj_t, double *grad, int B, int N, int chunk) {
+    __shared__ float2 tab[W];
+    __shared__ float4 ahead_all[WPB][32];
+    __shared__ rows part[WPB];
+    __shared__ double Qs[WPB][MAX_CHUNK + W];
+    fill_twiddles(tab);
+    job J;
+    if (!find_job(J, B, N, chunk)) return;
+    const int lane = threadIdx.x & 31, L = N + W - 1;
+    rows &r = part[threadIdx.x >> 5];
+    float4 *ahead = ahead_all[threadIdx.x >> 5];
+    double *Q = Qs[threadIdx.x >> 5];  /* Q[i] = Q(n0 - 1 + i); Q(n0 - 1) = 0 (no window yet) */
+    const float *xa = pa + (long long)J.b * L, *xb = pb + (long long)J.b * L, *adj = adj_t + (long long)J.b * N;
+    float2 sa[SPL], sb[SPL], P[SPL];
+    int t[SPL];
     _Pragma("unroll") for (int q = 0; q < SPL; q++) {
-        int s = threadIdx.x + 32 * q;
-        if (s >= SLOTS) continue;
-        ta[q] = direct(xa, m0, L, s, tr, ti); tb[q] = direct(xb, m0, L, s, tr, ti);  /* trailing: n = p0-W+1 */
-        la[q] = ta[q]; lb[q] = tb[q];
-        R[q].r = 0.0; R[q].i = 0.0;
-        for (int n = m0; n <= p0; n++) {  /* R(p0): the W windows holding sample p0 */
-            cplx g = weight(la[q], lb[q], s, adj, n, N);
-            R[q].r += g.r; R[q].i += g.i;
-            advance(la[q], xa, n, L, s, tr, ti); advance(lb[q], xb, n, L, s, tr, ti);
-        }  /* leading: n = p0 + 1 */
+        int s = lane + 32 * q;
+        t[q] = (s * J.n0) & (W - 1);
+        P[q] = make_float2(0.0f, 0.0f);
+        if (s < SLOTS) direct(sa[q], sb[q], xa, xb, J.n0, s, tab);
     }
-    for (int p = p0; p < p0 + (m1 - m0); p++) {
-        double part = 0.0;
-        _Pragma("unroll") for (int q = 0; q < SPL; q++) {
-            int s = threadIdx.x + 32 * q;
-            if (s >= SLOTS) continue;
-            part += project(R[q], s, p, tr, ti);
-            /* R(p + 1) = R(p) + G[p + 1] - G[p - W + 1] */
-            cplx gl = weight(la[q], lb[q], s, adj, p + 1, N), gt = weight(ta[q], tb[q], s, adj, p - W + 1, N);
-            R[q].r += gl.r - gt.r; R[q].i += gl.i - gt.i;
-            advance(la[q], xa, p + 1, L, s, tr, ti); advance(lb[q], xb, p + 1, L, s, tr, ti);
-            advance(ta[q], xa, p - W + 1, L, s, tr, ti); advance(tb[q], xb, p - W + 1, L, s, tr, ti);
+    float nyquist = (J.n0 & 1) ? -1.0f : 1.0f;
+    const int windows = (J.n1 - J.n0) + W - 1;  /* every window holding a sample of the chunk */
+    for (int g0 = 0; g0 < windows; g0 += 32) {  /* 32 windows per group: stage, walk, flush */
+        stage(ahead, xa, xb, adj, J.n0 + g0, N, L, lane);
+        const int m = min(32, windows - g0);
+        _Pragma("unroll 4") for (int row = 0; row < m; row++) {
+            const float4 in = ahead[row];
+            float here = 0.0f;
+            _Pragma("unroll") for (int q = 0; q < SPL; q++) {
+                int s = lane + 32 * q;
+                if (s < SLOTS) {
+                    const float2 w = twiddle(tab, s, t[q], nyquist), g = weight(sa[q], sb[q], s, in.z);
+                    P[q].x += g.x; P[q].y += g.y;
+                    here += project(P[q], s, w);
+                    advance(sa[q], sb[q], in, w);
+                    t[q] = (t[q] + s) & (W - 1);
+                }
+            }
+            nyquist = -nyquist;
+            r.v[row][lane] = here;
         }
-        part = warp_sum(part);
-        if (threadIdx.x == 0) grad[(long long)b * N + (p - W + 1)] = part;
+        const double sum = flush(r, lane);
+        if (lane < m) Q[1 + g0 + lane] = sum;
     }
+    if (lane == 0) Q[0] = 0.0;
+    __syncwarp();
+    for (int f = J.n0 + lane; f < J.n1; f += 32)  /* sample f sits at padded p = f + W - 1 */
+        grad[(long long)J.b * N + f] = Q[f - J.n0 + W] - Q[f - J.n0];
 }
 """
 _MODULES = {}
@@ -159,7 +229,8 @@ _MODULES = {}
 
 def _module(cp, W: int):
     if W not in _MODULES:
-        _MODULES[W] = cp.RawModule(code=f"#define W {W}\n" + _SOURCE)
+        defines = f"#define W {W}\n#define MAX_CHUNK {MAX_CHUNK}\n#define WPB {WARPS_PER_BLOCK}\n"
+        _MODULES[W] = cp.RawModule(code=defines + _SOURCE)
     return _MODULES[W]
 
 
@@ -172,23 +243,25 @@ def usable(window: int, hop: int) -> bool:
     return hop == 1 and window <= MAX_WINDOW
 
 
+def _launch(cp, name, W, B, N, *args):
+    """(B, N) float64 result of kernel `name`, one warp per (instance, chunk of frames)."""
+    out = cp.empty((B, N), cp.float64)
+    chunk = _chunk(W, N, B)
+    jobs = -(-N // chunk) * B
+    blocks = -(-jobs // WARPS_PER_BLOCK)
+    _module(cp, W).get_function(name)(
+        (blocks,), (32 * WARPS_PER_BLOCK,), (*args, out, cp.int32(B), cp.int32(N), cp.int32(chunk))
+    )
+    return out
+
+
 def loss(cp, W, pa, pb):
     """(B, N) float64 spectral loss per frame; pa, pb (B, W-1+N) float32 padded signals."""
     B, N = pa.shape[0], pa.shape[1] - (W - 1)
-    out = cp.empty((B, N), cp.float64)
-    chunk = _chunk(W, N, B)
-    _module(cp, W).get_function("dgen_sdft_loss")(
-        (-(-N // chunk) * B,), (32,), (pa, pb, out, cp.int32(B), cp.int32(N), cp.int32(chunk))
-    )
-    return out
+    return _launch(cp, "dgen_sdft_loss", W, B, N, pa, pb)
 
 
 def grad(cp, W, pa, pb, adj_t):
     """(B, N) float64 gradient by a's samples of sum_n adj[n] loss[n] (zero window history)."""
     B, N = adj_t.shape
-    out = cp.empty((B, N), cp.float64)
-    chunk = _chunk(W, N, B)
-    _module(cp, W).get_function("dgen_sdft_grad")(
-        (-(-N // chunk) * B,), (32,), (pa, pb, adj_t, out, cp.int32(B), cp.int32(N), cp.int32(chunk))
-    )
-    return out
+    return _launch(cp, "dgen_sdft_grad", W, B, N, pa, pb, adj_t)

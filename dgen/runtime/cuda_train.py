@@ -65,6 +65,7 @@ class _Step:
         self.bmem = cp.zeros((lean.size, B), cp.float32)
         self.loss = cp.zeros(B, cp.float64)
         self.grads = cp.zeros((len(dev.params), B), cp.float64)
+        self.capture_error = None  # why the last capture failed (prog.last_train_capture_error)
 
     def run(self) -> None:
         cp, fwd, dev = self.cp, self.prog.forward, self.dev
@@ -92,7 +93,8 @@ class _Step:
             finally:
                 graph = stream.end_capture()
             return graph
-        except Exception:  # noqa: BLE001 - any capture failure falls back to plain launches
+        except Exception as exc:  # noqa: BLE001 - any capture failure falls back to plain launches
+            self.capture_error = f"{type(exc).__name__}: {exc}"
             return None
 
 
@@ -124,4 +126,5 @@ def _run(cp, prog, ctx, lean, dev, start_mem, chans, frames, steps, bar):
         stream.synchronize()
         _optimizer_to(ctx.optimizer.state, lambda v: v.get() if isinstance(v, cp.ndarray) else v)
     prog.last_train_graphed = graph is not None
+    prog.last_train_capture_error = step.capture_error
     return losses.get(), grads.get(), values.get()

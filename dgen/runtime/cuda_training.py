@@ -23,6 +23,7 @@ class CudaTrainingProgram(TrainingProgram):
 
     cuda_graphs = True  # TrainingContext.train captures one step as a CUDA graph (cuda_train.py)
     last_train_graphed = False  # whether the last train() replayed such a graph
+    last_train_capture_error = None  # if not, why the capture failed (None: not attempted)
 
     def device_rows(self, step):
         """step.param_rows as device index arrays (made once: copying them up per step would

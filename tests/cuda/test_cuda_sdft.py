@@ -13,13 +13,18 @@ from dgen import Op
 pytestmark = requires_cuda
 
 
+# WARPS = 1 makes every chunk MAX_CHUNK frames long (the B = 1024 case); the default splits
+# these short signals into chunks of W frames (the B = 1 case)
+@pytest.mark.parametrize("warps", [2048, 1])
 @pytest.mark.parametrize("window", [4, 64, 128])
 @pytest.mark.parametrize("instances", [1, 3])
-def test_running_sum_loss_matches_fft_reference(window, instances):
+def test_running_sum_loss_matches_fft_reference(window, instances, warps, monkeypatch):
     import cupy as cp
 
+    from dgen.runtime import cuda_sdft
     from dgen.runtime.cuda_buffer import spectral_loss
 
+    monkeypatch.setattr(cuda_sdft, "WARPS", warps)
     op = Op.spectral_loss(dgen.Graph().alloc(2 * window - 1), window, 1)
     rng = np.random.default_rng(window)
     mem_h = np.zeros((2 * window - 1, instances), np.float64)
@@ -31,16 +36,19 @@ def test_running_sum_loss_matches_fft_reference(window, instances):
         assert_close(got, want, rtol=2e-6, atol=1e-6 * np.abs(want).max(), what=f"loss, {frames} frames")
 
 
-@pytest.mark.parametrize("window", [8, 64])
-def test_running_sum_gradient_matches_reference_and_finite_differences(window):
+@pytest.mark.parametrize("warps", [2048, 1])
+@pytest.mark.parametrize("window", [8, 64, 128])
+def test_running_sum_gradient_matches_reference_and_finite_differences(window, warps, monkeypatch):
     import cupy as cp
 
+    from dgen.runtime import cuda_sdft
     from dgen.runtime.cuda_buffer import spectral_loss_grad
 
+    monkeypatch.setattr(cuda_sdft, "WARPS", warps)
     gop = Op.spectral_loss_grad(window, 1)
     op = Op.spectral_loss(dgen.Graph().alloc(2 * window - 1), window, 1)
     rng = np.random.default_rng(2)
-    frames, instances = 600, 2
+    frames, instances = 1100, 2  # two or more chunks at any chunk size
     a, b, adj = (rng.standard_normal((frames, instances)) for _ in range(3))
     want = gop.ref(adj, a, b)
     got = spectral_loss_grad(cp, gop, None, *(cp.asarray(v.astype(np.float32)) for v in (adj, a, b))).get()
