@@ -31,18 +31,18 @@ def event_ms(fn, repeats=20):
 
 def main(B, once):
     rng = np.random.default_rng(0)
-    pa, pb = (cp.asarray(rng.standard_normal((B, N + W - 1)), cp.float32) for _ in range(2))
-    adj = cp.full((B, N), 1.0 / N, cp.float32)
+    a, b, ha, hb = (cp.asarray(rng.standard_normal((n, B)), cp.float32) for n in (N, N, W - 1, W - 1))
+    adj = cp.full((N, B), 1.0 / N, cp.float32)
     if once:
-        cuda_sdft.loss(cp, W, pa, pb)
-        cuda_sdft.grad(cp, W, pa, pb, adj)
+        cuda_sdft.loss(cp, W, ha, a, hb, b)
+        cuda_sdft.grad(cp, W, a, b, adj)
         cp.cuda.Device().synchronize()
         return
     default = cuda_sdft.WARPS
     for chunk in (None, 128, 256, 512):
         cuda_sdft.WARPS = default if chunk is None else max(1, N * B // chunk)
-        loss_ms = event_ms(lambda: cuda_sdft.loss(cp, W, pa, pb))
-        grad_ms = event_ms(lambda: cuda_sdft.grad(cp, W, pa, pb, adj))
+        loss_ms = event_ms(lambda: cuda_sdft.loss(cp, W, ha, a, hb, b))
+        grad_ms = event_ms(lambda: cuda_sdft.grad(cp, W, a, b, adj))
         print(f"B={B} chunk {cuda_sdft._chunk(W, N, B)}: loss {loss_ms:.3f} ms, gradient {grad_ms:.3f} ms")
     cuda_sdft.WARPS = default
 

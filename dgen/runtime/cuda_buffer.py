@@ -12,7 +12,8 @@ one fused kernel and the gradient's overlap-add is one kernel (each output sampl
 own taps: deterministic, no atomics). Windows are processed in chunks so the materialised
 windows stay under GATHER_BUDGET floats. With hop 1 and windows up to cuda_sdft.MAX_WINDOW
 the loss and its gradient are running sums instead (cuda_sdft.py: no FFT, no windows in
-memory). Ops missing from GPU_BUFFER_OPS run on the host (CudaKernel copies their operands).
+memory, no transposed copies: the kernels read and write the (frames, B) arrays in place).
+Ops missing from GPU_BUFFER_OPS run on the host (CudaKernel copies their operands).
 """
 
 from __future__ import annotations
@@ -97,17 +98,28 @@ def spectral_loss(cp, op, sub, a, b):
     """SpectralLoss.run on the GPU; `sub` is the op's cell rows (updated in place)."""
     W, hop = op.window, op.hop
     w1, N = W - 1, a.shape[0]
-    phase = 0 if hop == 1 else int(sub[2 * w1, 0].get())  # frame count mod hop (no copy for hop 1)
+    if cuda_sdft.usable(W, hop):  # a window at every frame: running sums on (frames, B) in place
+        loss = cuda_sdft.loss(cp, W, sub[:w1], a, sub[w1 : 2 * w1], b)
+        _keep_history(cp, sub[:w1], a)
+        _keep_history(cp, sub[w1 : 2 * w1], b)
+        return loss
+    phase = 0 if hop == 1 else int(sub[2 * w1, 0].get())  # frame count mod hop
     pa, pb = _padded_t(cp, sub[:w1], a), _padded_t(cp, sub[w1 : 2 * w1], b)
-    if cuda_sdft.usable(W, hop):  # a window at every frame: running sums (cuda_sdft.py)
-        loss_t = cuda_sdft.loss(cp, W, pa, pb)
-    else:
-        loss_t = _fft_loss(cp, pa, pb, N, W, hop, phase)
+    loss_t = _fft_loss(cp, pa, pb, N, W, hop, phase)
     sub[:w1] = pa[:, -w1:].T.astype(cp.float32)
     sub[w1 : 2 * w1] = pb[:, -w1:].T.astype(cp.float32)
     if hop > 1:
         sub[2 * w1] = (phase + N) % hop
     return cp.ascontiguousarray(loss_t.T, dtype=cp.float32)
+
+
+def _keep_history(cp, hist, x):
+    """hist (W-1, B) <- the last W-1 samples of history then x (x's rows only when N >= W-1)."""
+    w1, N = hist.shape[0], x.shape[0]
+    if N >= w1:
+        hist[...] = x[N - w1 :]
+    else:
+        hist[...] = cp.concatenate([hist[N:], x.astype(hist.dtype)])
 
 
 def _fft_loss(cp, pa, pb, N, W, hop, phase):
@@ -128,11 +140,11 @@ def spectral_loss_grad(cp, op, sub, adj, a, b):
     """SpectralLossGrad.run on the GPU (the forward pass started from a zero window history)."""
     W, hop = op.window, op.hop
     N, B = a.shape
+    if cuda_sdft.usable(W, hop):
+        return cuda_sdft.grad(cp, W, a, b, adj)
     zeros = cp.zeros((W - 1, B), a.dtype)
     pa, pb = _padded_t(cp, zeros, a), _padded_t(cp, zeros, b)
     adj_t = cp.ascontiguousarray(adj.T, dtype=cp.float32)
-    if cuda_sdft.usable(W, hop):
-        return cp.ascontiguousarray(cuda_sdft.grad(cp, W, pa, pb, adj_t).T, dtype=cp.float32)
     grad_t = cp.zeros(pa.shape, cp.float64)
     k = _kernels(cp)
     first, count = _first_end(N, hop)

@@ -57,26 +57,53 @@ __device__ float2 twiddle(const float2 *tab, int s, int t, float nyquist) {
     return s ? tab[t] : make_float2(1.0f, nyquist);
 }
 __device__ void add(float2 &z, float v, float2 w) { z.x = fmaf(v, w.x, z.x); z.y = fmaf(v, w.y, z.y); }
-__device__ float at(const float *x, int p, int L) { return p < L ? x[p] : 0.0f; }
+/* One instance's signal, read in place from the program's (frames, B) layout: padded index p
+   is history row p for p < W - 1 (hist = nullptr: zeros), then frame p - (W - 1); 0 past the
+   end. Lanes read different frames of one instance (strided), but the warps of neighbouring
+   instances read the rest of each 32-byte sector at about the same time, so no transposed
+   copy is made. */
+struct signal { const float *hist, *x; };
+__device__ float at(signal s, int p, int b, int B, int N) {
+    if (p < W - 1) return s.hist ? s.hist[(long long)p * B + b] : 0.0f;
+    p -= W - 1;
+    return p < N ? s.x[(long long)p * B + b] : 0.0f;
+}
 
-/* slot sums of the window starting at padded sample n (n + W <= L) */
-__device__ void direct(float2 &za, float2 &zb, const float *xa, const float *xb, int n, int s, const float2 *tab) {
+/* A warp's samples of both signals, (a, b) at padded index p in ring[p % RING]: each sample
+   is read from global memory once, W frames before it leaves the window. */
+#define RING (W + 32 <= 64 ? 64 : W + 32 <= 128 ? 128 : 256)
+struct warp_io { float2 *ring; float4 *ahead; signal xa, xb; const float *adj; int b, B, N, lane; };
+__device__ float2 sample(const warp_io &io, int p) {
+    return make_float2(at(io.xa, p, io.b, io.B, io.N), at(io.xb, p, io.b, io.B, io.N));
+}
+
+/* the W samples of the window starting at padded index n, parked by the whole warp */
+__device__ void park_window(const warp_io &io, int n) {
+    for (int p = n + io.lane; p < n + W; p += 32) io.ring[p & (RING - 1)] = sample(io, p);
+    __syncwarp();
+}
+/* slot sums of the window starting at padded sample n (parked) */
+__device__ void direct(float2 &za, float2 &zb, const warp_io &io, int n, int s, const float2 *tab) {
     za = zb = make_float2(0.0f, 0.0f);
     for (int j = 0; j < W; j++) {
-        float2 w = twiddle(tab, s, (s * (n + j)) & (W - 1), ((n + j) & 1) ? -1.0f : 1.0f);
-        add(za, xa[n + j], w);
-        add(zb, xb[n + j], w);
+        const float2 w = twiddle(tab, s, (s * (n + j)) & (W - 1), ((n + j) & 1) ? -1.0f : 1.0f);
+        const float2 x = io.ring[(n + j) & (RING - 1)];
+        add(za, x.x, w);
+        add(zb, x.y, w);
     }
 }
 /* The next 32 windows' inputs, one per lane, parked in shared memory and read back as a
    broadcast: window n -> n + 1 takes x[n + W] - x[n] (same twiddle, period W), and the
    gradient also reads adj[n] (0 past the last frame). */
-__device__ void stage(float4 *ahead, const float *xa, const float *xb, const float *adj, int n, int N, int L,
-                      int lane) {
+__device__ void stage(const warp_io &io, int n) {
     __syncwarp();
-    const int m = n + lane;
-    ahead[lane] = make_float4(at(xa, m + W, L) - at(xa, m, L), at(xb, m + W, L) - at(xb, m, L),
-                              adj && m < N ? adj[m] : 0.0f, 0.0f);
+    const int p = n + W + io.lane, m = n + io.lane;
+    const float2 hi = sample(io, p);
+    io.ring[p & (RING - 1)] = hi;  /* RING >= W + 32: never a slot this group still reads */
+    __syncwarp();
+    const float2 lo = io.ring[m & (RING - 1)];
+    const float adj = io.adj && m < io.N ? io.adj[(long long)m * io.B + io.b] : 0.0f;
+    io.ahead[io.lane] = make_float4(hi.x - lo.x, hi.y - lo.y, adj, 0.0f);
     __syncwarp();
 }
 __device__ void advance(float2 &za, float2 &zb, float4 in, float2 w) { add(za, in.x, w); add(zb, in.y, w); }
@@ -111,32 +138,34 @@ __device__ bool find_job(job &J, int B, int N, int chunk) {
     return true;
 }
 
-extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_loss(const float *pa, const float *pb,
-        double *loss, int B, int N, int chunk) {
+extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_loss(
+        const float *hist_a, const float *a, const float *hist_b, const float *b, float *loss, int B, int N,
+        int chunk) {
     __shared__ float2 tab[W];
     __shared__ float4 ahead_all[WPB][32];
+    __shared__ float2 rings[WPB][RING];
     __shared__ rows part[WPB];
     fill_twiddles(tab);
     job J;
     if (!find_job(J, B, N, chunk)) return;  /* whole warps: no block-wide barrier below */
-    const int lane = threadIdx.x & 31, L = N + W - 1;
-    rows &r = part[threadIdx.x >> 5];
-    float4 *ahead = ahead_all[threadIdx.x >> 5];
-    const float *xa = pa + (long long)J.b * L, *xb = pb + (long long)J.b * L;
+    const int lane = threadIdx.x & 31, wi = threadIdx.x >> 5;
+    rows &r = part[wi];
+    const warp_io io = {rings[wi], ahead_all[wi], {hist_a, a}, {hist_b, b}, nullptr, J.b, B, N, lane};
+    park_window(io, J.n0);
     float2 sa[SPL], sb[SPL];
     int t[SPL];
     _Pragma("unroll") for (int q = 0; q < SPL; q++) {
         int s = lane + 32 * q;
         t[q] = (s * J.n0) & (W - 1);
-        if (s < SLOTS) direct(sa[q], sb[q], xa, xb, J.n0, s, tab);
+        if (s < SLOTS) direct(sa[q], sb[q], io, J.n0, s, tab);
     }
     float nyquist = (J.n0 & 1) ? -1.0f : 1.0f;
     const int count = J.n1 - J.n0;
     for (int g0 = 0; g0 < count; g0 += 32) {  /* 32 frames per group: stage, walk, flush */
-        stage(ahead, xa, xb, nullptr, J.n0 + g0, N, L, lane);
+        stage(io, J.n0 + g0);
         const int m = min(32, count - g0);
         _Pragma("unroll 4") for (int row = 0; row < m; row++) {
-            const float4 in = ahead[row];
+            const float4 in = io.ahead[row];
             float here = 0.0f;
             _Pragma("unroll") for (int q = 0; q < SPL; q++) {
                 int s = lane + 32 * q;
@@ -150,7 +179,7 @@ extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_loss(const floa
             r.v[row][lane] = here;
         }
         const double sum = flush(r, lane);
-        if (lane < m) loss[(long long)J.b * N + J.n0 + g0 + lane] = sum;
+        if (lane < m) loss[(long long)(J.n0 + g0 + lane) * B + J.b] = (float)sum;
     }
 }
 
@@ -172,35 +201,37 @@ __device__ float project(float2 R, int s, float2 w) {
    prefix sum of the weights G over windows; as w^(s p) = w^(s (p - W)), that is
    Q(p) - Q(p - W) with Q(n) = sum_s Re(w^(s n) P_s(n)): one pass over the windows with a
    single copy of the sums, Q parked in shared memory, then one subtraction per sample. */
-extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_grad(const float *pa, const float *pb,
-        const float *adj_t, double *grad, int B, int N, int chunk) {
+extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_grad(
+        const float *a, const float *b, const float *adj, float *grad, int B, int N, int chunk) {
     __shared__ float2 tab[W];
     __shared__ float4 ahead_all[WPB][32];
+    __shared__ float2 rings[WPB][RING];
     __shared__ rows part[WPB];
     __shared__ double Qs[WPB][MAX_CHUNK + W];
     fill_twiddles(tab);
     job J;
     if (!find_job(J, B, N, chunk)) return;
-    const int lane = threadIdx.x & 31, L = N + W - 1;
-    rows &r = part[threadIdx.x >> 5];
-    float4 *ahead = ahead_all[threadIdx.x >> 5];
-    double *Q = Qs[threadIdx.x >> 5];  /* Q[i] = Q(n0 - 1 + i); Q(n0 - 1) = 0 (no window yet) */
-    const float *xa = pa + (long long)J.b * L, *xb = pb + (long long)J.b * L, *adj = adj_t + (long long)J.b * N;
+    const int lane = threadIdx.x & 31, wi = threadIdx.x >> 5;
+    rows &r = part[wi];
+    double *Q = Qs[wi];  /* Q[i] = Q(n0 - 1 + i); Q(n0 - 1) = 0 (no window yet) */
+    /* the gradient's window history is zero */
+    const warp_io io = {rings[wi], ahead_all[wi], {nullptr, a}, {nullptr, b}, adj, J.b, B, N, lane};
+    park_window(io, J.n0);
     float2 sa[SPL], sb[SPL], P[SPL];
     int t[SPL];
     _Pragma("unroll") for (int q = 0; q < SPL; q++) {
         int s = lane + 32 * q;
         t[q] = (s * J.n0) & (W - 1);
         P[q] = make_float2(0.0f, 0.0f);
-        if (s < SLOTS) direct(sa[q], sb[q], xa, xb, J.n0, s, tab);
+        if (s < SLOTS) direct(sa[q], sb[q], io, J.n0, s, tab);
     }
     float nyquist = (J.n0 & 1) ? -1.0f : 1.0f;
     const int windows = (J.n1 - J.n0) + W - 1;  /* every window holding a sample of the chunk */
     for (int g0 = 0; g0 < windows; g0 += 32) {  /* 32 windows per group: stage, walk, flush */
-        stage(ahead, xa, xb, adj, J.n0 + g0, N, L, lane);
+        stage(io, J.n0 + g0);
         const int m = min(32, windows - g0);
         _Pragma("unroll 4") for (int row = 0; row < m; row++) {
-            const float4 in = ahead[row];
+            const float4 in = io.ahead[row];
             float here = 0.0f;
             _Pragma("unroll") for (int q = 0; q < SPL; q++) {
                 int s = lane + 32 * q;
@@ -221,7 +252,7 @@ extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_grad(const floa
     if (lane == 0) Q[0] = 0.0;
     __syncwarp();
     for (int f = J.n0 + lane; f < J.n1; f += 32)  /* sample f sits at padded p = f + W - 1 */
-        grad[(long long)J.b * N + f] = Q[f - J.n0 + W] - Q[f - J.n0];
+        grad[(long long)f * B + J.b] = (float)(Q[f - J.n0 + W] - Q[f - J.n0]);
 }
 """
 _MODULES = {}
@@ -244,8 +275,8 @@ def usable(window: int, hop: int) -> bool:
 
 
 def _launch(cp, name, W, B, N, *args):
-    """(B, N) float64 result of kernel `name`, one warp per (instance, chunk of frames)."""
-    out = cp.empty((B, N), cp.float64)
+    """(N, B) float32 result of kernel `name`, one warp per (instance, chunk of frames)."""
+    out = cp.empty((N, B), cp.float32)
     chunk = _chunk(W, N, B)
     jobs = -(-N // chunk) * B
     blocks = -(-jobs // WARPS_PER_BLOCK)
@@ -255,13 +286,17 @@ def _launch(cp, name, W, B, N, *args):
     return out
 
 
-def loss(cp, W, pa, pb):
-    """(B, N) float64 spectral loss per frame; pa, pb (B, W-1+N) float32 padded signals."""
-    B, N = pa.shape[0], pa.shape[1] - (W - 1)
-    return _launch(cp, "dgen_sdft_loss", W, B, N, pa, pb)
+def _f32(cp, x):
+    return cp.ascontiguousarray(x, dtype=cp.float32)
 
 
-def grad(cp, W, pa, pb, adj_t):
-    """(B, N) float64 gradient by a's samples of sum_n adj[n] loss[n] (zero window history)."""
-    B, N = adj_t.shape
-    return _launch(cp, "dgen_sdft_grad", W, B, N, pa, pb, adj_t)
+def loss(cp, W, hist_a, a, hist_b, b):
+    """(N, B) spectral loss per frame of a, b (N, B) after their W - 1 rows of history."""
+    N, B = a.shape
+    return _launch(cp, "dgen_sdft_loss", W, B, N, *(_f32(cp, v) for v in (hist_a, a, hist_b, b)))
+
+
+def grad(cp, W, a, b, adj):
+    """(N, B) gradient by a's samples of sum_n adj[n] loss[n] (zero window history)."""
+    N, B = a.shape
+    return _launch(cp, "dgen_sdft_grad", W, B, N, *(_f32(cp, v) for v in (a, b, adj)))
