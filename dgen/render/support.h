@@ -182,28 +182,43 @@ static inline vf dgen_lanes_mtake(float *base, vf x, int size, size_t stride) {
    every lane once they start so (a delay line's positions, counted by a phasor of a constant
    frequency), and `alike` checked those cells once per call (DGEN_LANES_ALIKE_). Then the
    slot is lane 0's: no per-frame check that the lanes agree. */
-__attribute__((noinline, cold, unused)) static int dgen_wrap_cold_(float x, int size) { return dgen_wrap(x, size); }
+__attribute__((noinline, cold, unused, const)) static int dgen_wrap_cold_(float x, int size) { return dgen_wrap(x, size); }
 static inline size_t dgen_alike_at_(vf x, int size, size_t stride) {
     const int j = __builtin_expect(dgen_in_(x[0], size), 1) ? (int)x[0] : dgen_wrap_cold_(x[0], size);
     return (size_t)j * stride;
 }
+/* lanes not alike (cells that started the call apart): out of line, so that each op adds
+   little code to the frame loop (compile time) */
+#define DGEN_COLD_ __attribute__((noinline, cold, unused)) static
+__attribute__((pure)) DGEN_COLD_ vf dgen_alike_mread_(const float *base, vf x, int size, size_t stride) {
+    return dgen_lanes_mread(base, x, size, stride);
+}
+DGEN_COLD_ void dgen_alike_mwrite_(float *base, vf x, int size, size_t stride, vf v) {
+    dgen_lanes_mwrite(base, x, size, stride, v);
+}
+DGEN_COLD_ void dgen_alike_maccum_(float *base, vf x, int size, size_t stride, vf v) {
+    dgen_lanes_maccum(base, x, size, stride, v);
+}
+DGEN_COLD_ vf dgen_alike_mtake_(float *base, vf x, int size, size_t stride) {
+    return dgen_lanes_mtake(base, x, size, stride);
+}
 static inline vf dgen_alike_mread(const float *base, vf x, int size, size_t stride, int alike) {
-    return alike ? vf_load(base + dgen_alike_at_(x, size, stride)) : dgen_lanes_mread(base, x, size, stride);
+    return alike ? vf_load(base + dgen_alike_at_(x, size, stride)) : dgen_alike_mread_(base, x, size, stride);
 }
 static inline void dgen_alike_mwrite(float *base, vf x, int size, size_t stride, int alike, vf v) {
     if (alike) vf_store(base + dgen_alike_at_(x, size, stride), v);
-    else dgen_lanes_mwrite(base, x, size, stride, v);
+    else dgen_alike_mwrite_(base, x, size, stride, v);
 }
 static inline void dgen_alike_maccum(float *base, vf x, int size, size_t stride, int alike, vf v) {
     if (alike) {
         float *q = base + dgen_alike_at_(x, size, stride);
         vf_store(q, vf_load(q) + v);
     } else {
-        dgen_lanes_maccum(base, x, size, stride, v);
+        dgen_alike_maccum_(base, x, size, stride, v);
     }
 }
 static inline vf dgen_alike_mtake(float *base, vf x, int size, size_t stride, int alike) {
-    if (!alike) return dgen_lanes_mtake(base, x, size, stride);
+    if (!alike) return dgen_alike_mtake_(base, x, size, stride);
     float *q = base + dgen_alike_at_(x, size, stride);
     vf v = vf_load(q);
     vf_store(q, vf_splat(0.0f));
