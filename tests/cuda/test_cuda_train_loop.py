@@ -70,6 +70,7 @@ def test_fused_seed_loop_moves_toward_target():
     """The seed graph with its spectral loss (cuFFT), trained on the GPU: same as per step."""
     fused = _fit(seed_fit, 2, dgen.Adam(lr=0.5), 8)
     assert fused.program.last_train_graphed  # cuFFT and the spectral kernels inside the graph
+    assert fused.program.last_train_capture_error is None
     stepped = _fit(seed_fit, 2, dgen.Adam(lr=0.5), 8, per_step=True)
     for a, b in zip(fused.history, stepped.history):
         assert_close(np.asarray(a["loss"]), np.asarray(b["loss"]), rtol=1e-5, atol=0, what="loss")
@@ -121,6 +122,7 @@ def _hop2_fit(instances):
 def test_uncapturable_step_falls_back_to_launches():
     fused = _fit(_hop2_fit, 2, dgen.Adam(lr=1.0), 6)
     assert not fused.program.last_train_graphed
+    assert fused.program.last_train_capture_error  # the reason, for the user
     stepped = _fit(_hop2_fit, 2, dgen.Adam(lr=1.0), 6, per_step=True)
     for a, b in zip(fused.history, stepped.history):
         assert_close(np.asarray(a["loss"]), np.asarray(b["loss"]), rtol=1e-6, atol=0, what="loss")
