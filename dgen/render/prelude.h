@@ -265,13 +265,13 @@ static inline vf dgen_mv_apply2_(dgen_mvf_ (*f)(dgen_mvf_, dgen_mvf_), vf x, vf 
 /* per-lane loops over the scalar C function (exact C semantics) */
 #define DGEN_LANES1_(name, cfn) \
     static inline vf vf_##name(vf x) { \
-        vf r; \
+        vf r = x; /* every lane is overwritten; `vf r;` made GCC warn (AVX-512, no libmvec) */ \
         for (int i = 0; i < DGEN_W; i++) r[i] = cfn(x[i]); \
         return r; \
     }
 #define DGEN_LANES2_(name, cfn) \
     static inline vf vf_##name(vf x, vf y) { \
-        vf r; \
+        vf r = x; \
         for (int i = 0; i < DGEN_W; i++) r[i] = cfn(x[i], y[i]); \
         return r; \
     }
