@@ -16,7 +16,11 @@ history cells, and every adjoint recurrence and gradient accumulator of a backwa
       writing the block's signals; the last chunk stores the final state to memory.
 
 The work grows by about k + 2 but the latency of one instance drops from `frames` dependent
-steps to about (k + 2) L + frames / L: what fills the GPU when B is small. Floating-point
+steps to about (k + 2) L + frames / L: what fills the GPU when B is small. When one frame's map
+is the same every frame (its coefficients are constants or per-call invariants: fixed filters,
+every gradient accumulator), pass 1 takes A from one frame per unit state and M = A^L by
+squaring, so it runs the chunk once instead of k + 1 times; pass 2 loads the next chunk's
+summary while it applies the current one (it is a chain of dependent steps per instance). Floating-point
 results differ from the frame-by-frame loop by rounding only (the order of operations changes
 with the chunk length), so programs that promise bit-exact streaming do not use scans.
 """
@@ -78,6 +82,7 @@ class ScanWriter:
         self.cells, self.affine, self.local = cells, affine, set(nodes)
         self.k = len(cells)
         self.frame = "frames - 1 - t" if writer.reverse else "t"
+        self.invariant = self.time_invariant()
 
     def kernels(self) -> list[str]:
         return self.pass1() + self.pass2() + self.pass3()
@@ -117,8 +122,28 @@ class ScanWriter:
                 L.append(f"a{n}[at] = v{n};")
         return L
 
-    def homogeneous(self) -> list[str]:
-        """The body with every state-independent term dropped: s -> M s."""
+    def linear_positions(self, nd) -> tuple[int, ...]:
+        """Argument positions of an affine node through which the state flows; the others are
+        its coefficients."""
+        if nd.op.name == "mul":  # linear in its state-dependent factor; the other is a coefficient
+            return tuple(j for j, i in enumerate(nd.inputs) if i in self.local and self.affine[i])
+        return LINEAR_ARGS[nd.op.name]
+
+    def time_invariant(self) -> bool:
+        """Whether every coefficient of the state map is a constant or a per-call invariant."""
+        for n in self.nodes:
+            nd = self.w.g.nodes[n]
+            if not self.affine[n] or nd.op.name in CELL_OPS:
+                continue
+            lin = self.linear_positions(nd)
+            for j, i in enumerate(nd.inputs):
+                if j not in lin and self.w.g.nodes[i].op.name != "constant" and i not in self.w.st.invariant:
+                    return False
+        return True
+
+    def homogeneous(self, state_only=False) -> list[str]:
+        """The body with every state-independent term dropped: s -> M s (with state_only, the
+        statements of state-independent nodes too: a time-invariant map needs none of them)."""
         L = []
         h = lambda i: f"h{i}" if i in self.local and self.affine[i] else "0.0f"
         for n in self.nodes:
@@ -127,24 +152,24 @@ class ScanWriter:
             s = f"s{nd.op.cell.id}" if name in CELL_OPS else None
             if not self.affine[n]:  # a coefficient (or a constant input to the state)
                 if name == "history_write":
-                    L.append(f"float v{n} = {self.w.ref(args[0], self.local)}; {s} = 0.0f;")
-                elif name != "grad_accum":
+                    L.append(
+                        f"{s} = 0.0f;" if state_only else f"float v{n} = {self.w.ref(args[0], self.local)}; {s} = 0.0f;"
+                    )
+                elif name != "grad_accum" and not state_only:
                     L.append(self.w.statement(nd, [self.w.ref(i, self.local) for i in args]))
             elif name == "history_read":
                 L.append(f"float h{n} = {s};")
             elif name in ("history_write", "grad_accum"):
                 L.append(f"float h{n} = {h(args[0])}; {s} {'=' if name == 'history_write' else '+='} h{n};")
             else:
-                lin = LINEAR_ARGS[name]
-                if name == "mul":  # linear in its state-dependent factor; the other is a coefficient
-                    lin = tuple(j for j, i in enumerate(args) if i in self.local and self.affine[i])
+                lin = self.linear_positions(nd)
                 parts = [h(i) if j in lin else self.w.ref(i, self.local) for j, i in enumerate(args)]
                 L.append(f"float h{n} = {self.w.r.pure_expr(nd, 'sf', parts)};")
         return L
 
-    def fin(self, e, j) -> str:
+    def fin(self, e, j, chunk="c") -> str:
         """Pass 1's output: (chunk, 1 + k, k, B); e = 0 is c, e = 1 + m is column m of M."""
-        return f"fin[(((long long)c * {self.k + 1} + {e}) * {self.k} + {j}) * B + b]"
+        return f"fin[(((long long)({chunk}) * {self.k + 1} + {e}) * {self.k} + {j}) * B + b]"
 
     # ------------------------------------------------------------------ passes
     def pass1(self) -> list[str]:
@@ -154,11 +179,39 @@ class ScanWriter:
         L += [f"    float s{cid} = 0.0f;" for cid in self.cells]
         L += self.loop(self.body(with_writes=False))
         L += [f"    {self.fin(0, j)} = s{cid};" for j, cid in enumerate(self.cells)]
+        if self.invariant:
+            return L + self.power() + ["}", ""]
         for m in range(self.k):
             L += [f"    s{cid} = {'1.0f' if j == m else '0.0f'};" for j, cid in enumerate(self.cells)]
             L += self.loop(self.homogeneous())
             L += [f"    {self.fin(1 + m, j)} = s{cid};" for j, cid in enumerate(self.cells)]
         return L + ["}", ""]
+
+    def power(self) -> list[str]:
+        """M = A^chunk for a time-invariant map: A column by column from one frame of the
+        homogeneous body, then binary powering (the powers of A commute)."""
+        k = self.k
+        L = [f"    float A[{k}][{k}], M[{k}][{k}], T[{k}][{k}];"]
+        for m in range(self.k):
+            L += [f"    s{cid} = {'1.0f' if j == m else '0.0f'};" for j, cid in enumerate(self.cells)]
+            L += ["    {", *("        " + line for line in self.homogeneous(state_only=True)), "    }"]
+            L += [f"    A[{j}][{m}] = s{cid};" for j, cid in enumerate(self.cells)]
+        each = f"for (int r = 0; r < {k}; r++) for (int q = 0; q < {k}; q++)"
+
+        def product(x, y, into):  # into = x y, through T
+            sums = f"{{ T[r][q] = 0.0f; for (int e = 0; e < {k}; e++) T[r][q] += {x}[r][e] * {y}[e][q]; }}"
+            return f"{{ {each} {sums} {each} {into}[r][q] = T[r][q]; }}"
+
+        L += [
+            f"    {each} M[r][q] = r == q ? 1.0f : 0.0f;",
+            "    for (int n = chunk; n > 0; n >>= 1) {",
+            f"        if (n & 1) {product('A', 'M', 'M')}",
+            f"        if (n > 1) {product('A', 'A', 'A')}",
+            "    }",
+        ]
+        for m in range(self.k):
+            L += [f"    {self.fin(1 + m, j)} = M[{j}][{m}];" for j in range(self.k)]
+        return L
 
     def pass2(self) -> list[str]:
         R, k = self.w.r.restrict, self.k
@@ -181,11 +234,28 @@ class ScanWriter:
             "    const int C = (frames + chunk - 1) / chunk;",
         ]
         L += [f"    float s{j} = mem[(long long){off} * B + b];" for j, off in enumerate(offs)]
+        # the summary of chunk c + 1 is loaded while chunk c's is applied: each step of this
+        # walk depends on the last, so a load per step would put its latency on the chain
+        kept = [(e, j) for e in range(1 + k) for j in range(k) if e == 0 or not self.invariant]
+        L += [f"    float f{e}_{j} = C > 1 ? {self.fin(e, j, '0')} : 0.0f;" for e, j in kept]
+        if self.invariant:  # the same M for every chunk
+            L += [
+                f"    const float f{1 + m}_{j} = C > 1 ? {self.fin(1 + m, j, '0')} : 0.0f;"
+                for m in range(k)
+                for j in range(k)
+            ]
         L += ["    for (int c = 0; c < C; c++) {"]
         L += [f"        init[((long long)c * {k} + {j}) * B + b] = s{j};" for j in range(k)]
         L += ["        if (c == C - 1) break;"]
+        L += [f"        const float g{e}_{j} = f{e}_{j};" for e, j in kept]
+        L += [
+            "        if (c + 1 < C - 1) {",
+            *(f"            f{e}_{j} = {self.fin(e, j, 'c + 1')};" for e, j in kept),
+            "        }",
+        ]
         for j in range(k):
-            terms = " + ".join([self.fin(0, j)] + [f"{self.fin(1 + m, j)} * s{m}" for m in range(k)])
+            M = "f" if self.invariant else "g"  # M's columns: loaded once, or this chunk's
+            terms = " + ".join([f"g0_{j}"] + [f"{M}{1 + m}_{j} * s{m}" for m in range(k)])
             L.append(f"        const float n{j} = {terms};")
         L += [f"        s{j} = n{j};" for j in range(k)] + ["    }", "}", ""]
         return L

@@ -46,6 +46,23 @@ def test_affine_blocks_qualify_and_nonlinear_ones_do_not():
         assert all(k.scan == 0 for k in _sequential_launches(g))
 
 
+def _source(g, reverse=False):
+    p = plan(g, expand=True, reverse=reverse)
+    return render_cuda(p.graph, p.schedule, p.layout, reverse).source
+
+
+def test_time_invariant_maps_are_powered_and_time_varying_ones_are_run():
+    """A fixed biquad's chunk map is A^L by squaring (pass 1 runs the chunk once); a
+    coefficient read from an input every frame needs the k unit-state runs."""
+    g = dgen.Graph()
+    g.output(0, g.biquad(g.input(0), 800.0, 0.7, 1.0, 0.0))
+    fixed, scanned = _source(g), len(_sequential_launches(g))
+    assert scanned and fixed.count("float A[") == scanned
+    assert fixed.count("#pragma unroll 4") == 2 * scanned  # per block: one pass-1 run, pass 3
+    varying = _source(_one_pole_bank())  # one block of 3 cells
+    assert "float A[" not in varying and varying.count("#pragma unroll 4") == (1 + 3) + 1
+
+
 def _tanh_loop(g, x):
     h, write = g.history()
     return write(g.n(Op.tanh, h * 0.9 + x))
