@@ -64,15 +64,20 @@ def compile_module(source: str):
     return _MODULES[key]
 
 
-SCAN_THREADS = 32768  # chunks x instances a scan aims for: enough warps to fill the GPU
+# chunks x instances a scan aims for. Tuned on an H200 with benchmarks/cuda_scan_chunks.py
+# (ctx.train, 4096 frames): 64-frame chunks were best at B = 1, 64 and 1024 (biquad fit 0.89 ->
+# 0.79 ms at B = 1024 against 128-frame chunks), and scanning still beat one thread per
+# instance at B = 4096 (2.5 -> 2.0 ms).
+SCAN_THREADS = 262144
+MIN_CHUNK = 64  # frames; shorter chunks lengthen pass 2's walk over them (32: 5-15% slower)
 
 
 def scan_chunk(frames: int, B: int, cells: int = 1) -> int:
     """Frames per chunk of a scanned sequential block of `cells` cells, or `frames` (no scan).
     A scan's latency is about (cells + 2) chunk lengths plus the walk over the chunks, so it
-    needs at least 2 (cells + 2) chunks to halve the loop's; chunks have at least 64 frames and
+    needs at least 2 (cells + 2) chunks to halve the loop's; chunks have at least MIN_CHUNK frames and
     chunks x B stays near SCAN_THREADS (beyond that B alone fills the GPU)."""
-    chunks = min(frames // 64, SCAN_THREADS // max(B, 1))
+    chunks = min(frames // MIN_CHUNK, SCAN_THREADS // max(B, 1))
     return frames if chunks < 2 * (cells + 2) else -(-frames // chunks)
 
 
