@@ -19,15 +19,16 @@ output nodes written to instance-major arrays (the user's (B, channels, frames) 
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from ..analysis import SEQUENTIAL
-from .cstyle import SOURCES, CStyleRenderer, Step, float_literal, lane_alike, split_stages
+from . import cstyle
+from .cstyle import SOURCES, CStyleRenderer, Step, all_flags, float_literal, for_groups, split_stages, unused_locals
 from .prelude import PRELUDE
+
+_COMPARE = {"gt": ">", "lt": "<", "gte": ">=", "lte": "<=", "eq": "=="}
 
 # frames per tile, one instance: 4 vectors, at least 32 frames. Short frame loops let the
 # out-of-order core overlap the end of one sequential block's recurrence with the next
@@ -38,6 +39,9 @@ INTERLEAVE = 2  # instance groups per pass with instances in lanes (independent 
 INTERLEAVE_NODES = 24  # ... for frame loops of at most this many nodes: a small loop is bound by
 # its recurrence's latency and two chains nearly double it (phasor -> sin: +25%); a large one
 # has independent work enough, and the copy only costs compile time (200 nodes: +60-90%)
+VERSION_NODES = 64  # a frame loop of at most this many nodes gets a copy without sin range checks
+# (`tile_loops`): phasor_sin, sos, karplus, fm_biquad at 64 instances +4-9%; sine_bank's 160
+# nodes would gain 20% but build 68% slower (358 -> 601 ms)
 STAGES_MARK = "/* ---- stage functions ---------------------------------------------------- */"
 
 SUPPORT = (Path(__file__).with_name("support.h")).read_text()
@@ -96,37 +100,6 @@ class CRenderer(CStyleRenderer):
         return super().state_stmt(nd, T, p, args, base, st)
 
 
-def _unused(body, names) -> list[str]:
-    """`(void)x;` for locals no statement reads (an op may ignore operands, as seq does)."""
-    code = re.sub(r"/\*.*?\*/", "", "\n".join(body))
-    counts = Counter(re.findall(r"\b[xv]\d+\b", code))
-    return [f"(void){name};" for name in names if counts[name] < 2]
-
-
-_COMPARE = {"gt": ">", "lt": "<", "gte": ">=", "lte": "<=", "eq": "=="}
-_GROUP_LOCAL = re.compile(r"\b([vxsbpul]\d+|gw|at)\b")
-
-
-def _for_groups(body, U, per_group_uniforms) -> list[str]:
-    """`body`, written for one instance group, for U groups: a line naming a per-group local
-    (values v/x, state s, params p, tile buffers b, per-instance uniforms u, lane-alike flags
-    l, the lane offset gw and frame address at) is repeated once per group with the names suffixed `_<group>`;
-    a line naming none (loop heads, braces, tile bounds) is written once."""
-
-    def rename(line, u):
-        def sub(m):
-            name = m.group(1)
-            return name if name[0] == "u" and name not in per_group_uniforms else f"{name}_{u}"
-
-        return _GROUP_LOCAL.sub(sub, line)
-
-    out = []
-    for line in body:
-        copies = [rename(line, u) for u in range(U)]
-        out += copies if copies[0] != line else [line]
-    return out
-
-
 @dataclass(frozen=True)
 class _Loop:
     """Blocks fused into one frame loop (instances in lanes)."""
@@ -144,7 +117,7 @@ class _StageWriter:
 
     def __init__(self, renderer, graph, layout, stage, lanes, reverse, tile):
         self.r, self.g, self.layout, self.st = renderer, graph, layout, stage
-        self.lanes, self.reverse, self.tile = lanes, reverse, tile
+        self.lanes, self.reverse, self.tile, self.fast = lanes, reverse, tile, False
         self.slot_of = stage.slot_of()
         self.outs = {s.node for s in stage.slots if s.kind == "out"}
         self.results = {s.node for s in stage.slots if s.kind == "output"}
@@ -175,7 +148,7 @@ class _StageWriter:
         L.append("    {")
         L += [f"    float *const e{k} = ext[{k}]; /* {s.kind} {s.key} */" for k, s in enumerate(st.slots)]
         L.append("    (void)mem; (void)ext;")
-        body = self.state_loads() + self.tile_loop() + self.state_stores()
+        body = self.state_loads() + self.tile_loops() + self.state_stores()
         # the requested tile, shrunk so that the tile buffers fit DGEN_TILE_BYTES (stack)
         sizer = "DGEN_LANES_TILE_" if self.lanes else "DGEN_FRAMES_TILE_"
         nbuf = len(self.tile_buffers()) * self.interleave()
@@ -213,7 +186,8 @@ class _StageWriter:
         for U, loop in loops:
             L.append(f"    {loop} {{")
             L += [f"        const size_t gw_{u} = (size_t)(g + {u}) * DGEN_W; (void)gw_{u};" for u in range(U)]
-            L += ["    " + line for line in _for_groups(body, U, per_group)]
+            kn = " && ".join(f"kn_{u}" for u in range(U))  # every group's (versioned loops)
+            L += ["    " + line.replace("KN_ALL", kn) for line in for_groups(body, U, per_group)]
             L.append("    }")
         return L
 
@@ -227,8 +201,9 @@ class _StageWriter:
         for c in self.st.cells:
             src = f"vf_load({self.cell_addr(c)})" if self.lanes else f"mem[{self.layout.offsets[c]}]"
             L.append(f"    {T} s{c} = {src};")
-        flags = sorted(set().union(*self.alike.values()))
-        return L + [f"    const int l{c} = DGEN_LANES_ALIKE_(s{c});" for c in flags]
+        L += [f"    const int l{c} = DGEN_LANES_ALIKE_(s{c});" for c in sorted(set().union(*self.alike.values()))]
+        within = [f"DGEN_LANES_WITHIN_(s{c}, {float_literal(b)})" for c, b in sorted(self.near[1].items())]
+        return L + ([f"    const int kn = {' && '.join(within)}; (void)kn;"] if within else [])
 
     @cached_property
     def alike(self) -> dict:
@@ -236,13 +211,24 @@ class _StageWriter:
         lane when the call starts, make its index the same in every lane for the whole call
         (`lane_alike`); the op then reads one vector at lane 0's slot, checked once per call
         (flags l<cell>) instead of per frame (dgen_alike_* in support.h)."""
-        if not self.lanes:
-            return {}
-        nodes = [n for b in self.loops() for n in self.loop_nodes(b)]
+        nodes = self.lane_nodes
         mem = [n for n in nodes if self.g.nodes[n].op.name.startswith("memory_")]
         same = lambda i: self.g.nodes[i].op.name == "constant" or i in self.scalar  # noqa: E731
-        at = lane_alike(self.g, nodes, same, [self.g.nodes[n].inputs[0] for n in mem])
+        at = cstyle.lane_alike(self.g, nodes, same, [self.g.nodes[n].inputs[0] for n in mem])
         return {n: at[self.g.nodes[n].inputs[0]] for n in mem if self.g.nodes[n].inputs[0] in at}
+
+    @cached_property
+    def near(self) -> tuple[set, dict]:
+        """(sins, {history cell: bound}): sins whose argument stays where the inline sin needs no
+        range check once those cells start the call within bounds (`cstyle.sin_near`)."""
+        if len(self.lane_nodes) > VERSION_NODES:  # no copy of the loop: nothing to check
+            return set(), {}
+        near = cstyle.sin_near(self.g, self.lane_nodes)
+        return set(near), {c: b for cells in near.values() for c, b in cells.items()}
+
+    @cached_property
+    def lane_nodes(self) -> list:
+        return [n for b in self.loops() for n in self.loop_nodes(b)] if self.lanes else []
 
     def uniforms(self, which) -> list[str]:
         L = []
@@ -258,6 +244,18 @@ class _StageWriter:
         if self.lanes:
             return [f"    vf_store({self.cell_addr(c)}, s{c});" for c in self.st.cells]
         return [f"    mem[{self.layout.offsets[c]}] = s{c};" for c in self.st.cells]
+
+    def tile_loops(self) -> list[str]:
+        """The tile loop; where sins were proven in range (`near`), twice: first without their
+        range check, run while the flag kn holds and compiled only where the prelude's inline sin
+        has that form (DGEN_SIN_CORE_, AVX2). One loop with a branch on kn per sin: GCC
+        unswitched it only in part (sine_bank x64 +0%; two loops: +20%)."""
+        if not self.near[0]:
+            return self.tile_loop()
+        self.fast = True
+        fast, self.fast = self.tile_loop(), False
+        head = ["#ifdef DGEN_SIN_CORE_", "    if (KN_ALL) {"]
+        return head + fast + ["    } else", "#endif", "    {", *self.tile_loop(), "    }"]
 
     def tile_loop(self) -> list[str]:
         start = "frames - done - len" if self.reverse else "done"
@@ -332,7 +330,7 @@ class _StageWriter:
             body.append((stmt or self.statement(nd, vec, args)) + f" /* {_comment(nd.op)} */")
             body += self.stores(n, vec)
             needs_at |= self.lanes and n in self.outs
-        body += _unused(body, [f"x{i}" for i in loaded] + [f"v{n}" for n in nodes])
+        body += unused_locals(body, [f"x{i}" for i in loaded] + [f"v{n}" for n in nodes])
         if needs_at:
             body.insert(0, "const size_t at = (size_t)(t0 + i) * stride + gw;")
         L += ["            " + line for line in body]
@@ -385,11 +383,14 @@ class _StageWriter:
 
     def statement(self, nd, vec, args) -> str:
         T, p = ("vf", "vf") if vec else ("float", "sf")
+        if self.fast and nd.id in self.near[0]:
+            return f"vf v{nd.id} = dgen_sin_core_({args[0]});"
         if self.r.renders(nd.op) == "state":
             base = self.cell_addr(nd.op.cell.id)
             if nd.id in self.alike:
-                flag = " & ".join(f"l{c}" for c in sorted(self.alike[nd.id])) or "1"
-                return self.r.state_stmt(nd, T, "dgen_alike", args, base, f", stride, {flag}")
+                return self.r.state_stmt(
+                    nd, T, "dgen_alike", args, base, f", stride, {all_flags('l', self.alike[nd.id])}"
+                )
             return self.r.state_stmt(nd, T, p, args, base, ", stride" if self.lanes else "")
         return f"{T} v{nd.id} = {self.r.pure_expr(nd, p, args)};"
 

@@ -18,6 +18,8 @@ Backend differences are class attributes and tables.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -182,6 +184,30 @@ def _stage(graph, name, blocks, consumers, keep, invariant) -> Stage:
     )
 
 
+def _writes(graph, nodes) -> dict:
+    """cell -> the values its history_writes in `nodes` store."""
+    writes = {}
+    for n in nodes:
+        if graph.nodes[n].op.name == "history_write":
+            writes.setdefault(graph.nodes[n].op.cell.id, []).append(graph.nodes[n].inputs[0])
+    return writes
+
+
+def _cells_of(graph, local, writes, t) -> frozenset:
+    """The history cells whose state value t of one frame loop depends on (through writes)."""
+    seen, stack, out = set(), [t], set()
+    while stack:
+        j = stack.pop()
+        if j in local and j not in seen:
+            seen.add(j)
+            op = graph.nodes[j].op
+            if op.name == "history_read":
+                out.add(op.cell.id)
+                stack += writes.get(op.cell.id, [])
+            stack += graph.nodes[j].inputs
+    return frozenset(out)
+
+
 def lane_alike(graph, nodes, same, targets) -> dict:
     """Values of one frame loop (instances in lanes) that are the same in every lane for a whole
     call once some history cells start it so: pure nodes of `same` inputs (constants, uniforms
@@ -189,10 +215,7 @@ def lane_alike(graph, nodes, same, targets) -> dict:
     op is the same function in each lane). Returns, for each of `targets` that is such a
     value, the cells it depends on: a delay line's read and write positions, counted by a
     phasor of a constant frequency, depend on the phasor's cell."""
-    local, writes = set(nodes), {}
-    for n in nodes:
-        if graph.nodes[n].op.name == "history_write":
-            writes.setdefault(graph.nodes[n].op.cell.id, []).append(graph.nodes[n].inputs[0])
+    writes = _writes(graph, nodes)
     cells = {graph.nodes[n].op.cell.id for n in nodes if graph.nodes[n].op.name == "history_read"}
     while True:  # drop the cells one of whose writes is not alike, until none is left
         alike = set()
@@ -206,21 +229,104 @@ def lane_alike(graph, nodes, same, targets) -> dict:
         if not bad:
             break
         cells -= bad
+    return {t: _cells_of(graph, set(nodes), writes, t) for t in targets if t in alike or same(t)}
 
-    def cells_of(t):
-        seen, stack, out = set(), [t], set()
-        while stack:
-            j = stack.pop()
-            if j in local and j not in seen:
-                seen.add(j)
-                op = graph.nodes[j].op
-                if op.name == "history_read":
-                    out.add(op.cell.id)
-                    stack += writes.get(op.cell.id, [])
-                stack += graph.nodes[j].inputs
-        return frozenset(out)
 
-    return {t: cells_of(t) for t in targets if t in alike or same(t)}
+_GROW = 1.0 + 2.0**-20  # float32 rounding of a sum or product: bounds grow by more than that
+
+
+def _bound(graph, n, bound, cells) -> float | None:
+    """A bound on |value of n| (NaN aside) from its inputs' `bound`s and `cells` (history cell
+    -> bound of its state), or None."""
+    nd, name = graph.nodes[n], graph.nodes[n].op.name
+    b = [bound.get(i) for i in nd.inputs]
+    if name == "history_read":
+        return cells.get(nd.op.cell.id)
+    if name in ("sin", "cos") or (
+        name == "sub"
+        and graph.nodes[nd.inputs[1]].op.name == "floor"
+        and graph.nodes[nd.inputs[1]].inputs[0] == nd.inputs[0]
+    ):
+        return 1.0  # x - floor(x) is in [0, 1] (NaN where x is not finite)
+    if name == "gswitch":
+        b = b[1:]
+    if not b or None in b:
+        return None
+    if name in ("add", "sub", "mul"):
+        return (b[0] + b[1] if name != "mul" else b[0] * b[1]) * _GROW
+    if name in ("gswitch", "history_write", "abs", "output", "floor"):
+        return max(b) + (name == "floor")
+    return None
+
+
+def sin_near(graph, nodes, limit=4096.0) -> dict:
+    """`sin` nodes of one frame loop whose argument stays within +-limit (where the inline sin
+    needs no range check) once some history cells start the call within bounds: a cell whose
+    every write is bounded (a phasor's x - floor(x): 1) given the cells proven before it.
+    Returns sin node -> {cell: bound} to check once per call."""
+    writes, cells = _writes(graph, nodes), {}
+    while True:
+        bound = {
+            i: abs(float(graph.nodes[i].op.value))
+            for n in nodes
+            for i in graph.nodes[n].inputs
+            if graph.nodes[i].op.name == "constant" and np.isfinite(graph.nodes[i].op.value)
+        }
+        for n in nodes:
+            bound[n] = _bound(graph, n, bound, cells)
+        new = {
+            c: max(bound.get(i) for i in ins)
+            for c, ins in writes.items()
+            if c not in cells and all(bound.get(i) is not None for i in ins)
+        }
+        if not new:
+            break
+        cells.update(new)
+    near, local = {}, set(nodes)
+    for n in nodes:
+        x = graph.nodes[n].inputs[0] if graph.nodes[n].op.name == "sin" else None
+        if x is not None and bound.get(x) is not None and bound[x] <= limit:
+            near[n] = {c: cells[c] for c in _cells_of(graph, local, writes, x) if c in cells}
+    return near
+
+
+# ---- text of C frame loops (instances in lanes)
+
+
+def unused_locals(body, names) -> list[str]:
+    """`(void)x;` for locals no statement reads (an op may ignore operands, as seq does)."""
+    code = re.sub(r"/\*.*?\*/", "", "\n".join(body))
+    counts = Counter(re.findall(r"\b[xv]\d+\b", code))
+    return [f"(void){name};" for name in names if counts[name] < 2]
+
+
+GROUP_LOCAL = re.compile(r"\b([vxsbpul]\d+|gw|at|kn)\b")
+
+
+def for_groups(body, U, per_group_uniforms) -> list[str]:
+    """`body`, written for one instance group, for U groups: a line naming a per-group local
+    (values v/x, state s, params p, tile buffers b, per-instance uniforms u, per-call flags
+    l<cell> and kn, the lane offset gw and frame address at) is repeated once per group with
+    the names suffixed `_<group>`; a line naming none (loop heads, braces, tile bounds) is
+    written once."""
+
+    def rename(line, u):
+        def sub(m):
+            name = m.group(1)
+            return name if name[0] == "u" and name not in per_group_uniforms else f"{name}_{u}"
+
+        return GROUP_LOCAL.sub(sub, line)
+
+    out = []
+    for line in body:
+        copies = [rename(line, u) for u in range(U)]
+        out += copies if copies[0] != line else [line]
+    return out
+
+
+def all_flags(prefix, cells) -> str:
+    """The C condition that all per-call flags <prefix><cell> hold."""
+    return " & ".join(f"{prefix}{c}" for c in sorted(cells)) or "1"
 
 
 class CStyleRenderer:

@@ -308,7 +308,9 @@ __asm__(".pushsection .text\n.p2align 4\n.type dgen_sin_thunk_, @function\ndgen_
         "popq %rdx\npopq %rcx\npopq %rax\npopfq\npopq %rbp\nret\n"
         ".size dgen_sin_thunk_, .-dgen_sin_thunk_\n.popsection\n");
 
-static inline vf vf_sin(vf x) {
+/* the polynomial path alone: exact for |x| <= 8192 (and NaN) */
+/* always_inline: with a stage's tile loop in two copies GCC stopped inlining it (calls, spills) */
+static inline __attribute__((always_inline)) vf dgen_sin_core_(vf x) {
     /* q = rint(x / pi) by the 1.5 * 2^23 trick (its low bit is q's parity); pi in three
        parts rounded down, so every q * -C is -0 when q = 0 and sin(-0) stays -0 */
     const vf t = dgen_fma_(x, vf_splat(0x1.45f306p-2f), vf_splat(0x1.8p23f));
@@ -322,7 +324,10 @@ static inline vf vf_sin(vf x) {
     u = dgen_fma_(u, z, vf_splat(-0.166666597127914428710938f));
     vf y = dgen_fma_(z, u * r, r);
     y = (vf)((vi)y | dgen_signbit_(r)); /* the sign of r, so that r = -0 gives -0 */
-    y = (vf)((vi)y ^ ((vi)t << 31));     /* sin(r + q pi) = (-1)^q sin(r) */
+    return (vf)((vi)y ^ ((vi)t << 31)); /* sin(r + q pi) = (-1)^q sin(r) */
+}
+static inline vf vf_sin(vf x) {
+    vf y = dgen_sin_core_(x);
     const vf a = vf_abs(x);
     const vi big = a > vf_splat(8192.0f);
     if (__builtin_expect(!DGEN_ALL_ZERO_(big), 0)) {
@@ -334,6 +339,9 @@ static inline vf vf_sin(vf x) {
     }
     return y;
 }
+/* stages whose sin arguments the renderer proved within +-8192 (given history cells it checks
+   once per call) also have a copy of their tile loop calling dgen_sin_core_ (render/c.py) */
+#define DGEN_SIN_CORE_ 1
 #else
 DGEN_VEC1_(sin, sinf)
 #endif

@@ -151,6 +151,8 @@ static inline int dgen_in_(float f, int size) {
     return b < lim;
 }
 #define DGEN_LANES_ALIKE_(x) DGEN_ALL_ZERO_((vi)(x) ^ (vi)vf_splat((x)[0]))
+/* every lane of x within [-b, b] or NaN */
+#define DGEN_LANES_WITHIN_(x, b) DGEN_ALL_ZERO_(vf_abs(x) > vf_splat(b))
 /* j when every lane of x is the same value in [0, size), else -1 */
 static inline int dgen_lanes_slot_(vf x, int size) {
     return DGEN_LANES_ALIKE_(x) && dgen_in_(x[0], size) ? (int)x[0] : -1;

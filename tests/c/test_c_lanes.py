@@ -6,12 +6,14 @@
   call (the cells alike in every lane or not), indices in range and wrapped (negative, past the
   size, beyond int range);
 - small frame loops interleave two instance groups per pass, with a plain loop for a group
-  left over: instance counts giving 1 to 5 groups against the reference.
+  left over: instance counts giving 1 to 5 groups against the reference;
+- sin of a phasor: a copy of the frame loop without the sin's range check runs while the
+  phasors start in range; out of range (one lane: 1e6, 1e30, inf, NaN) the checked loop runs.
 """
 
 import numpy as np
 import pytest
-from _csupport import CLOSE, assert_close, programs, requires_cc, stream
+from _csupport import CLOSE, assert_close, assert_ulps, programs, requires_cc, stream
 
 import dgen
 from dgen import Op
@@ -97,3 +99,19 @@ def test_interleaved_groups_match_reference(B):
     assert_close(
         stream(c, freq, chunks=(1, 99, 200)), stream(ref, freq, chunks=(1, 99, 200)), what="phasor sin", **CLOSE
     )
+
+
+@pytest.mark.parametrize("start", [0.25, 1e6, 1e30, np.inf, np.nan])
+def test_sin_of_a_phasor_in_and_out_of_range(start):
+    B = 19  # one pass of two groups, one group left over
+    g = dgen.Graph()
+    cell = g.alloc()
+    g.output(0, g.n(Op.sin, g.n(Op.phasor(cell), g.input(0), 0.0) * 6.283185307179586))
+    g.output(1, g.n(Op.sin, g.input(0) * 0.001))  # not a phasor: no range proof
+    c, ref = programs(g, frame_count=N, instances=B)
+    stages = c.source.split("stage functions")[-1]
+    assert "dgen_sin_core_(" in stages and "DGEN_LANES_WITHIN_(s" in stages  # a loop without the check
+    for prog in (c, ref):
+        prog.mem[c.plan.layout.offsets[cell.id], 5] = start
+    freq = np.random.default_rng(3).uniform(20, 9000, (B, 1, N)).astype(np.float32)
+    assert_ulps(stream(c, freq, chunks=(1, 99, 200)), stream(ref, freq, chunks=(1, 99, 200)), what=str(start))
