@@ -72,6 +72,21 @@ def _window_spectra(padded, ends, window):
     return _rfft(view[ends])
 
 
+def _overlap_add(out, per_window, ends, hop):
+    """out[e + m] += per_window[i, ..., m] for the window ending at frame e = ends[i] (its tap m
+    is padded sample e + m). When hop divides W, taps m = hop q + r of consecutive windows
+    tile a contiguous run for each q: W / hop vector adds instead of W."""
+    W, count = per_window.shape[-1], len(ends)
+    if W % hop:
+        for m in range(W):
+            out[ends + m] += per_window[..., m]
+        return
+    for q in range(W // hop):
+        block = np.moveaxis(per_window[..., q * hop : (q + 1) * hop], -1, 1)  # (count, hop, [B])
+        start = ends[0] + q * hop
+        out[start : start + count * hop] += block.reshape(count * hop, *per_window.shape[1:-1])
+
+
 @register
 class SpectralLoss(Primitive):
     """y[n] = hop_weight(n) * sum_{k=0}^{W/2} (|A_k| - |B_k|)^2 over the W samples ending at n.
@@ -162,9 +177,7 @@ class SpectralLossGrad(Primitive):
             d[..., 1 : W // 2] *= 0.5  # irfft counts the inner bins twice
             per_window = _irfft(d, W)  # (len(chunk), [B], W): dL_n/dx_m / (2W)
             per_window *= (adj[chunk] * (2 * W * self.hop))[..., None]
-            for m in range(W):  # window ending at n, tap m is padded sample n + m (unique per m)
-                at = slice(chunk[0] + m, chunk[-1] + m + 1) if self.hop == 1 else chunk + m
-                padded_grad[at] += per_window[..., m]
+            _overlap_add(padded_grad, per_window, chunk, self.hop)
         return padded_grad[W - 1 :].astype(a.dtype)
 
     def vjp(self, g, y, adj, a, b):
