@@ -40,8 +40,10 @@ TARGET_FREQ, TARGET_LFO = 300.0, 10.0
 FRAMES = 4096
 
 
-def build(instances: int):
-    """The seed graph plus a coarse multi-resolution loss on the same two signals."""
+def build(instances: int, loss: str = "seed"):
+    """The seed graph with one loss on its two signals: the seed's own ("seed") or the
+    coarse multi-resolution one ("coarse"). One loss per graph: a training step computes
+    every loss in its graph, used or not."""
     g = dgen.Graph()
     spread = 2.0 ** np.linspace(-0.6, 1.0, instances) if instances > 1 else np.ones(1)
     freq = dgen.Parameter(g, 237.0 * spread, name="frequency", min=20.0, max=5000.0)
@@ -57,17 +59,19 @@ def build(instances: int):
     lfo2 = g.n(Op.phasor(g.alloc()), g.n(Op.constant(TARGET_LFO)), reset)
     target = g.n(Op.mul, g.n(Op.sin, g.n(Op.mul, phase2, two_pi)), lfo2)
 
-    spectral = g.spectral_loss(learned, target, window_size=64)
-    seed_loss = g.n(
-        Op.add,
-        g.n(Op.mul, g.n(Op.constant(100.0)), spectral),
-        g.n(Op.mul, g.n(Op.constant(0.003)), g.n(Op.mse, learned, target)),
-    )
-    coarse_loss = g.multi_spectral_loss(learned, target, windows=(128, 512, 2048))
-    g.n(Op.output(0), seed_loss)
+    if loss == "seed":
+        spectral = g.spectral_loss(learned, target, window_size=64)
+        value = g.n(
+            Op.add,
+            g.n(Op.mul, g.n(Op.constant(100.0)), spectral),
+            g.n(Op.mul, g.n(Op.constant(0.003)), g.n(Op.mse, learned, target)),
+        )
+    else:
+        value = g.multi_spectral_loss(learned, target, windows=(128, 512, 2048))
+    g.n(Op.output(0), value)
     g.n(Op.output(1), learned)
     g.n(Op.output(2), target)
-    return g, freq, lfo, seed_loss, coarse_loss
+    return g, freq, lfo, value
 
 
 def default_backend() -> str:
@@ -106,7 +110,7 @@ def _run_phase(ctx, steps, start, history, log):
 
 def train(backend: str, instances: int, iterations: int, finalists: int = 4, log=print):
     """Coarse multi-start over `instances`, then the seed's loss on the best `finalists`."""
-    g, freq, lfo, _, coarse_loss = build(instances)
+    g, freq, lfo, coarse_loss = build(instances, loss="coarse")
     prog = dgen.compile(g, backend=backend, frame_count=FRAMES, backwards=True, instances=instances)
     coarse_steps = (2 * iterations) // 3
     history = []
@@ -114,7 +118,7 @@ def train(backend: str, instances: int, iterations: int, finalists: int = 4, log
     coarse = _run_phase(ctx, coarse_steps, 0, history, log)
     keep = np.argsort(coarse)[: min(finalists, instances)]
 
-    g, freq2, lfo2, seed_loss, _ = build(len(keep))
+    g, freq2, lfo2, seed_loss = build(len(keep))
     freq2.value, lfo2.value = np.atleast_1d(freq.value)[keep], np.atleast_1d(lfo.value)[keep]
     prog = dgen.compile(g, backend=backend, frame_count=FRAMES, backwards=True, instances=len(keep))
     ctx = dgen.TrainingContext([freq2, lfo2], dgen.Adam(lr=0.1), seed_loss, prog)

@@ -43,7 +43,7 @@ def test_seed_graph_is_the_seeds(tmp_path):
     import dgen
 
     mod = _load()
-    g, freq, lfo, _, _ = mod.build(1)
+    g, freq, lfo, _ = mod.build(1)
     out = dgen.compile(g, backend="reference", frame_count=512).run()
     n = np.arange(512)
     learned = np.sin(2 * np.pi * ((n * 237.0 / 44100) % 1.0)) * ((n * 8.5 / 44100) % 1.0)
