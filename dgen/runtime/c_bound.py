@@ -17,6 +17,7 @@ import ctypes
 
 import numpy as np
 
+from .host_sdft import run_buffer_op
 from .sources import missing_tape
 
 F32 = np.dtype(np.float32)
@@ -114,7 +115,7 @@ class BoundKernel:
             args = [k._whole(j, self.pmem, self.values, ins, self.tape, self.shape, B, lanes) for j in nd.inputs]
             base = k.layout.offsets[nd.op.cell.id] if nd.op.cell is not None else 0
             with np.errstate(all="ignore"):
-                out = nd.op.run(mview, base, *args)
+                out = run_buffer_op(nd.op, mview, base, *args)
             if lanes:
                 self.values[n][:, :B] = out
             else:

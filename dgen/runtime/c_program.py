@@ -19,6 +19,7 @@ from ..program import Program
 from ..render.c import HEAD as C_HEAD
 from ..render.c import CSource, render_c
 from . import cc
+from .host_sdft import run_buffer_op
 from .sources import source_signal
 
 F32 = np.dtype(np.float32)
@@ -259,7 +260,7 @@ class CKernel:
             args = [self._whole(j, pmem, values, ins, tape, shape, B, lanes) for j in nd.inputs]
             base = self.layout.offsets[nd.op.cell.id] if nd.op.cell is not None else 0
             with np.errstate(all="ignore"):
-                out = np.asarray(nd.op.run(mview, base, *args), F32)
+                out = np.asarray(run_buffer_op(nd.op, mview, base, *args), F32)
             if lanes:
                 padded = np.zeros(shape, F32)
                 padded[:, :B] = out

@@ -1,0 +1,135 @@
+/* The hop-1 spectral loss and its gradient on the CPU as running sums (runtime/host_sdft.py).
+
+   Arrays are row-major (rows, B): instance b's value at row r is x[r * B + b]. With window W
+   and the padded signal x (W - 1 rows of history, then the N frames), bin k of the window
+   that starts at padded index n (and ends at frame n) is, up to a phase factor,
+
+       S_k[n] = sum_{j < W} x[n + j] w^(k (n + j)),   w = exp(-2 pi i / W),
+
+   and S_k[n + 1] = S_k[n] + (x[n + W] - x[n]) w^(k n): O(W) per frame for all W/2 + 1 bins.
+   Sums in double, magnitudes in float like the reference's; the loops over bins are vectorised (built with loop vectorisation and
+   OpenMP SIMD, unlike generated kernels: host_sdft.FLAGS). The gradient by a's samples of sum_n adj[n] loss[n] (zero history) is
+   Q(p) - Q(p - W) at padded index p, Q(n) = sum_k Re(w^(k n) P_k(n)), P the running sum of
+   G_k[n] = adj[n] 2 (|A_k| - |B_k|) conj(S^a_k) / |S^a_k| (0 where |S^a_k| = 0). */
+#include <math.h>
+#include <stddef.h>
+
+/* w^t for t < W, bins k <= W / 2: re[t * K + k], im[t * K + k] */
+static void twiddles(double *re, double *im, long W, long K) {
+    const double pi = 3.14159265358979323846;
+    for (long t = 0; t < W; t++)
+        for (long k = 0; k < K; k++) {
+            long r = (t * k) % W;
+            re[t * K + k] = cos(2.0 * pi * (double)r / (double)W);
+            im[t * K + k] = -sin(2.0 * pi * (double)r / (double)W);
+        }
+}
+
+/* instance b's padded signal: W - 1 history rows (hist NULL: zeros), then the N frames */
+static void gather(double *out, const float *hist, const float *x, long b, long B, long N, long W) {
+    for (long p = 0; p < W - 1; p++) out[p] = hist ? (double)hist[p * B + b] : 0.0;
+    for (long n = 0; n < N; n++) out[W - 1 + n] = (double)x[n * B + b];
+}
+
+/* the bins of the window starting at padded index 0 */
+static void first_window(double *sr, double *si, const double *x, const double *re, const double *im, long W,
+                         long K) {
+    for (long k = 0; k < K; k++) sr[k] = si[k] = 0.0;
+    for (long j = 0; j < W; j++)
+        for (long k = 0; k < K; k++) {
+            sr[k] += x[j] * re[j * K + k];
+            si[k] += x[j] * im[j * K + k];
+        }
+}
+
+/* window n -> n + 1 */
+static void advance(double *sr, double *si, double dx, const double *re, const double *im, long K) {
+    for (long k = 0; k < K; k++) {
+        sr[k] += dx * re[k];
+        si[k] += dx * im[k];
+    }
+}
+
+/* |S| in single precision, as the float32 reference takes it (np.abs of complex64) */
+static inline float magnitude(double r, double i) { return sqrtf((float)(r * r + i * i)); }
+
+struct sums {
+    double *ar, *ai, *br, *bi;
+};
+
+/* work: 2 (N + W - 1) + 4 K + 2 W K doubles */
+void dgen_host_sdft_loss(const float *hist_a, const float *a, const float *hist_b, const float *b, float *loss,
+                         long N, long B, long W, double *work) {
+    const long K = W / 2 + 1, L = N + W - 1;
+    double *xa = work, *xb = xa + L, *re = xb + L, *im = re + W * K;
+    struct sums s = {im + W * K, im + W * K + K, im + W * K + 2 * K, im + W * K + 3 * K};
+    twiddles(re, im, W, K);
+    for (long bi = 0; bi < B; bi++) {
+        gather(xa, hist_a, a, bi, B, N, W);
+        gather(xb, hist_b, b, bi, B, N, W);
+        first_window(s.ar, s.ai, xa, re, im, W, K);
+        first_window(s.br, s.bi, xb, re, im, W, K);
+        for (long n = 0; n < N; n++) {
+            double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+            for (long k = 0; k < K; k++) {
+                const float d = magnitude(s.ar[k], s.ai[k]) - magnitude(s.br[k], s.bi[k]);
+                sum += (double)(d * d);
+            }
+            loss[n * B + bi] = (float)sum;
+            if (n + 1 < N) {
+                const long t = (n & (W - 1)) * K;
+                advance(s.ar, s.ai, xa[n + W] - xa[n], re + t, im + t, K);
+                advance(s.br, s.bi, xb[n + W] - xb[n], re + t, im + t, K);
+            }
+        }
+    }
+}
+
+/* Q(n) for the windows n = 0 .. N + W - 2 of one instance, in q[1 + n] (q[0] = Q(-1) = 0) */
+static void projections(double *q, const double *xa, const double *xb, const float *adj, long bi, long B, long N,
+                        long W, const double *re, const double *im, struct sums s, double *pr, double *pi_) {
+    const long K = W / 2 + 1;
+    for (long k = 0; k < K; k++) pr[k] = pi_[k] = 0.0;
+    q[0] = 0.0;
+    for (long n = 0; n < N + W - 1; n++) {
+        const long t = (n & (W - 1)) * K;
+        double here = 0.0;
+        if (n < N) {
+            const double w2 = 2.0 * (double)adj[n * B + bi];
+#pragma omp simd
+            for (long k = 0; k < K; k++) {
+                const float ma = magnitude(s.ar[k], s.ai[k]), mb = magnitude(s.br[k], s.bi[k]);
+                const float live = (float)(ma > 0.0f);  /* 0 where |A| = 0; arithmetic, so it vectorises */
+                const double f = w2 * (double)(live * ((ma - mb) / (ma + (1.0f - live))));
+                pr[k] += f * s.ar[k];
+                pi_[k] -= f * s.ai[k];
+            }
+            if (n + 1 < N) {
+                advance(s.ar, s.ai, xa[n + W] - xa[n], re + t, im + t, K);
+                advance(s.br, s.bi, xb[n + W] - xb[n], re + t, im + t, K);
+            }
+        }
+#pragma omp simd reduction(+ : here)
+        for (long k = 0; k < K; k++) here += re[t + k] * pr[k] - im[t + k] * pi_[k];
+        q[1 + n] = here;
+    }
+}
+
+/* work: 2 (N + W - 1) + 6 K + 2 W K + (N + W) doubles */
+void dgen_host_sdft_grad(const float *adj, const float *a, const float *b, float *grad, long N, long B, long W,
+                         double *work) {
+    const long K = W / 2 + 1, L = N + W - 1;
+    double *xa = work, *xb = xa + L, *re = xb + L, *im = re + W * K, *rest = im + W * K;
+    struct sums s = {rest, rest + K, rest + 2 * K, rest + 3 * K};
+    double *pr = rest + 4 * K, *pi_ = rest + 5 * K, *q = rest + 6 * K;
+    twiddles(re, im, W, K);
+    for (long bi = 0; bi < B; bi++) {
+        gather(xa, NULL, a, bi, B, N, W);
+        gather(xb, NULL, b, bi, B, N, W);
+        first_window(s.ar, s.ai, xa, re, im, W, K);
+        first_window(s.br, s.bi, xb, re, im, W, K);
+        projections(q, xa, xb, adj, bi, B, N, W, re, im, s, pr, pi_);
+        for (long f = 0; f < N; f++) grad[f * B + bi] = (float)(q[1 + f + W - 1] - q[f]);
+    }
+}
