@@ -57,6 +57,16 @@ struct sums {
     double *ar, *ai, *br, *bi;
 };
 
+/* instance bi's padded signals and the sums of their first window */
+static void start(double *xa, double *xb, struct sums s, const float *hist_a, const float *a, const float *hist_b,
+                  const float *b, long bi, long B, long N, long W, const double *re, const double *im) {
+    const long K = W / 2 + 1;
+    gather(xa, hist_a, a, bi, B, N, W);
+    gather(xb, hist_b, b, bi, B, N, W);
+    first_window(s.ar, s.ai, xa, re, im, W, K);
+    first_window(s.br, s.bi, xb, re, im, W, K);
+}
+
 /* work: 2 (N + W - 1) + 4 K + 2 W K doubles */
 void dgen_host_sdft_loss(const float *hist_a, const float *a, const float *hist_b, const float *b, float *loss,
                          long N, long B, long W, double *work) {
@@ -65,10 +75,7 @@ void dgen_host_sdft_loss(const float *hist_a, const float *a, const float *hist_
     struct sums s = {im + W * K, im + W * K + K, im + W * K + 2 * K, im + W * K + 3 * K};
     twiddles(re, im, W, K);
     for (long bi = 0; bi < B; bi++) {
-        gather(xa, hist_a, a, bi, B, N, W);
-        gather(xb, hist_b, b, bi, B, N, W);
-        first_window(s.ar, s.ai, xa, re, im, W, K);
-        first_window(s.br, s.bi, xb, re, im, W, K);
+        start(xa, xb, s, hist_a, a, hist_b, b, bi, B, N, W, re, im);
         for (long n = 0; n < N; n++) {
             double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
@@ -125,10 +132,7 @@ void dgen_host_sdft_grad(const float *adj, const float *a, const float *b, float
     double *pr = rest + 4 * K, *pi_ = rest + 5 * K, *q = rest + 6 * K;
     twiddles(re, im, W, K);
     for (long bi = 0; bi < B; bi++) {
-        gather(xa, NULL, a, bi, B, N, W);
-        gather(xb, NULL, b, bi, B, N, W);
-        first_window(s.ar, s.ai, xa, re, im, W, K);
-        first_window(s.br, s.bi, xb, re, im, W, K);
+        start(xa, xb, s, NULL, a, NULL, b, bi, B, N, W, re, im);
         projections(q, xa, xb, adj, bi, B, N, W, re, im, s, pr, pi_);
         for (long f = 0; f < N; f++) grad[f * B + bi] = (float)(q[1 + f + W - 1] - q[f]);
     }
