@@ -4,7 +4,7 @@ the CPU and PyTorch CUDA.
 Workloads (4096 frames; one training step = zero_grad + forward_backward + Adam step):
 - seed forward: the seed's signal `sin(2 pi phasor(f)) * phasor(f_lfo)` and its target;
 - seed training: the seed's loss `100 * spectral_loss(64) + 0.003 * mse` (the spectral loss
-  and its gradient: CuPy/cuFFT on the CUDA backend, NumPy on the host on the C backend);
+  and its gradient: running sums on the GPU on the CUDA backend, in C on the C backend);
 - biquad forward / training: fit (cutoff, q) of a lowpass biquad to a target biquad on white
   noise, mse loss (all on the GPU).
 - train-loop (CUDA only): seconds per step of `ctx.train(n)`, the loop on the GPU with one copy
@@ -199,7 +199,7 @@ def main(argv=None):
         "--max-host-train-batch",
         type=int,
         default=64,
-        help="largest B for seed training on dgen C (its spectral loss runs in NumPy)",
+        help="largest B for seed training on dgen C (its spectral loss is the slow part there)",
     )
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
