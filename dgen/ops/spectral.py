@@ -69,6 +69,9 @@ def _window_spectra(padded, ends, window):
     view = sliding_window_view(padded, window, axis=0)  # a view: (N, [B], W)
     if len(ends) == view.shape[0]:  # hop 1: every window, no gather copy
         return _rfft(view)
+    step = int(ends[1] - ends[0]) if len(ends) > 1 else 1
+    if np.array_equal(ends, np.arange(ends[0], ends[-1] + 1, step)):  # evenly spaced: a strided view
+        return _rfft(view[ends[0] : ends[-1] + 1 : step])
     return _rfft(view[ends])
 
 
