@@ -7,12 +7,19 @@
        S_k[n] = sum_{j < W} x[n + j] w^(k (n + j)),   w = exp(-2 pi i / W),
 
    and S_k[n + 1] = S_k[n] + (x[n + W] - x[n]) w^(k n): O(W) per frame for all W/2 + 1 bins.
-   Sums in double, magnitudes in float like the reference's; the loops over bins are vectorised (built with loop vectorisation and
-   OpenMP SIMD, unlike generated kernels: host_sdft.FLAGS). The gradient by a's samples of sum_n adj[n] loss[n] (zero history) is
-   Q(p) - Q(p - W) at padded index p, Q(n) = sum_k Re(w^(k n) P_k(n)), P the running sum of
-   G_k[n] = adj[n] 2 (|A_k| - |B_k|) conj(S^a_k) / |S^a_k| (0 where |S^a_k| = 0). */
+   Sums in double, magnitudes in float like the reference's. The gradient by a's samples of
+   sum_n adj[n] loss[n] (zero history) is Q(p) - Q(p - W) at padded index p, with
+   Q(n) = sum_k Re(w^(k n) P_k(n)), P the running sum of
+   G_k[n] = adj[n] 2 (|A_k| - |B_k|) conj(S^a_k) / |S^a_k| (0 where |S^a_k| = 0).
+   Both restart every CHUNK frames from sums computed directly (the gradient also replays the
+   W - 1 windows before the chunk), as the CUDA kernels do: a huge or non-finite sample then
+   disturbs at most the rest of its chunk, not the whole signal. The loops over bins are
+   vectorised (built with the loop vectoriser and OpenMP SIMD, unlike generated kernels:
+   host_sdft.flags). */
 #include <math.h>
 #include <stddef.h>
+
+#define CHUNK 1024
 
 /* w^t for t < W, bins k <= W / 2: re[t * K + k], im[t * K + k] */
 static void twiddles(double *re, double *im, long W, long K) {
@@ -31,15 +38,17 @@ static void gather(double *out, const float *hist, const float *x, long b, long 
     for (long n = 0; n < N; n++) out[W - 1 + n] = (double)x[n * B + b];
 }
 
-/* the bins of the window starting at padded index 0 */
-static void first_window(double *sr, double *si, const double *x, const double *re, const double *im, long W,
-                         long K) {
+/* the bins of the window starting at padded index n, directly */
+static void window_at(double *sr, double *si, const double *x, long n, const double *re, const double *im, long W,
+                      long K) {
     for (long k = 0; k < K; k++) sr[k] = si[k] = 0.0;
-    for (long j = 0; j < W; j++)
+    for (long j = 0; j < W; j++) {
+        const long t = ((n + j) & (W - 1)) * K;
         for (long k = 0; k < K; k++) {
-            sr[k] += x[j] * re[j * K + k];
-            si[k] += x[j] * im[j * K + k];
+            sr[k] += x[n + j] * re[t + k];
+            si[k] += x[n + j] * im[t + k];
         }
+    }
 }
 
 /* window n -> n + 1 */
@@ -57,14 +66,11 @@ struct sums {
     double *ar, *ai, *br, *bi;
 };
 
-/* instance bi's padded signals and the sums of their first window */
-static void start(double *xa, double *xb, struct sums s, const float *hist_a, const float *a, const float *hist_b,
-                  const float *b, long bi, long B, long N, long W, const double *re, const double *im) {
-    const long K = W / 2 + 1;
-    gather(xa, hist_a, a, bi, B, N, W);
-    gather(xb, hist_b, b, bi, B, N, W);
-    first_window(s.ar, s.ai, xa, re, im, W, K);
-    first_window(s.br, s.bi, xb, re, im, W, K);
+/* the sums of both signals' window starting at padded index n */
+static void restart(struct sums s, const double *xa, const double *xb, long n, const double *re, const double *im,
+                    long W, long K) {
+    window_at(s.ar, s.ai, xa, n, re, im, W, K);
+    window_at(s.br, s.bi, xb, n, re, im, W, K);
 }
 
 /* work: 2 (N + W - 1) + 4 K + 2 W K doubles */
@@ -75,8 +81,10 @@ void dgen_host_sdft_loss(const float *hist_a, const float *a, const float *hist_
     struct sums s = {im + W * K, im + W * K + K, im + W * K + 2 * K, im + W * K + 3 * K};
     twiddles(re, im, W, K);
     for (long bi = 0; bi < B; bi++) {
-        start(xa, xb, s, hist_a, a, hist_b, b, bi, B, N, W, re, im);
+        gather(xa, hist_a, a, bi, B, N, W);
+        gather(xb, hist_b, b, bi, B, N, W);
         for (long n = 0; n < N; n++) {
+            if (n % CHUNK == 0) restart(s, xa, xb, n, re, im, W, K);
             double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
             for (long k = 0; k < K; k++) {
@@ -93,13 +101,16 @@ void dgen_host_sdft_loss(const float *hist_a, const float *a, const float *hist_
     }
 }
 
-/* Q(n) for the windows n = 0 .. N + W - 2 of one instance, in q[1 + n] (q[0] = Q(-1) = 0) */
-static void projections(double *q, const double *xa, const double *xb, const float *adj, long bi, long B, long N,
-                        long W, const double *re, const double *im, struct sums s, double *pr, double *pi_) {
+/* The gradient of frames [m0, m1) of one instance: q[i] = Q(m0 - 1 + i) over the windows
+   m0 .. m1 + W - 2 (every window holding a sample of the chunk; P is 0 before window m0). */
+static void chunk_gradient(float *grad, double *q, const double *xa, const double *xb, const float *adj, long bi,
+                           long B, long N, long W, long m0, long m1, const double *re, const double *im,
+                           struct sums s, double *pr, double *pi_) {
     const long K = W / 2 + 1;
     for (long k = 0; k < K; k++) pr[k] = pi_[k] = 0.0;
+    restart(s, xa, xb, m0, re, im, W, K);
     q[0] = 0.0;
-    for (long n = 0; n < N + W - 1; n++) {
+    for (long n = m0; n < m1 + W - 1; n++) {
         const long t = (n & (W - 1)) * K;
         double here = 0.0;
         if (n < N) {
@@ -107,7 +118,7 @@ static void projections(double *q, const double *xa, const double *xb, const flo
 #pragma omp simd
             for (long k = 0; k < K; k++) {
                 const float ma = magnitude(s.ar[k], s.ai[k]), mb = magnitude(s.br[k], s.bi[k]);
-                const float live = (float)(ma > 0.0f);  /* 0 where |A| = 0; arithmetic, so it vectorises */
+                const float live = (float)(ma > 0.0f); /* 0 where |A| = 0; arithmetic, so it vectorises */
                 const double f = w2 * (double)(live * ((ma - mb) / (ma + (1.0f - live))));
                 pr[k] += f * s.ar[k];
                 pi_[k] -= f * s.ai[k];
@@ -119,11 +130,12 @@ static void projections(double *q, const double *xa, const double *xb, const flo
         }
 #pragma omp simd reduction(+ : here)
         for (long k = 0; k < K; k++) here += re[t + k] * pr[k] - im[t + k] * pi_[k];
-        q[1 + n] = here;
+        q[1 + n - m0] = here;
     }
+    for (long f = m0; f < m1; f++) grad[f * B + bi] = (float)(q[f - m0 + W] - q[f - m0]);
 }
 
-/* work: 2 (N + W - 1) + 6 K + 2 W K + (N + W) doubles */
+/* work: 2 (N + W - 1) + 6 K + 2 W K + (min(N, CHUNK) + W) doubles */
 void dgen_host_sdft_grad(const float *adj, const float *a, const float *b, float *grad, long N, long B, long W,
                          double *work) {
     const long K = W / 2 + 1, L = N + W - 1;
@@ -132,8 +144,11 @@ void dgen_host_sdft_grad(const float *adj, const float *a, const float *b, float
     double *pr = rest + 4 * K, *pi_ = rest + 5 * K, *q = rest + 6 * K;
     twiddles(re, im, W, K);
     for (long bi = 0; bi < B; bi++) {
-        start(xa, xb, s, NULL, a, NULL, b, bi, B, N, W, re, im);
-        projections(q, xa, xb, adj, bi, B, N, W, re, im, s, pr, pi_);
-        for (long f = 0; f < N; f++) grad[f * B + bi] = (float)(q[1 + f + W - 1] - q[f]);
+        gather(xa, NULL, a, bi, B, N, W);
+        gather(xb, NULL, b, bi, B, N, W);
+        for (long m0 = 0; m0 < N; m0 += CHUNK) {
+            const long m1 = m0 + CHUNK < N ? m0 + CHUNK : N;
+            chunk_gradient(grad, q, xa, xb, adj, bi, B, N, W, m0, m1, re, im, s, pr, pi_);
+        }
     }
 }

@@ -4,13 +4,15 @@
 Same values as `SpectralLoss.run` / `SpectralLossGrad.run` (ops/spectral.py) for hop 1:
 the loss per frame, the window history kept in the op's cell rows, the exact gradient from a
 zero history. O(W) work per frame for all bins where the FFTs cost O(W log W) per frame plus
-NumPy's per-call overhead; sums in float64. Windows up to MAX_WINDOW (the running sums cost
+NumPy's per-call overhead; sums in float64, restarted every CHUNK frames so that a huge or
+non-finite sample disturbs at most the rest of its chunk. Windows up to MAX_WINDOW (the running sums cost
 O(W) per frame and bin count; larger windows, other hops and the reference backend keep the
 FFT path). The library is built once per machine through cc.compile_library (cached)."""
 
 from __future__ import annotations
 
 import ctypes
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from . import cc
 
 MAX_WINDOW = 256
 SOURCE = (Path(__file__).with_name("host_sdft.c")).read_text()
+CHUNK = int(re.search(r"#define CHUNK (\d+)", SOURCE).group(1))  # frames between restarts
 _F32 = np.float32
 
 
@@ -75,7 +78,7 @@ def spectral_loss_grad(op, adj, a, b):
     B = int(np.prod(a32.shape[1:], dtype=int))
     grad = np.empty(a32.shape, _F32)
     K = W // 2 + 1
-    work = np.empty(2 * (N + W - 1) + 6 * K + 2 * W * K + N + W, np.float64)
+    work = np.empty(2 * (N + W - 1) + 6 * K + 2 * W * K + min(N, CHUNK) + W, np.float64)
     _library().dgen_host_sdft_grad(_ptr(adj32), _ptr(a32), _ptr(b32), _ptr(grad), N, B, W, _ptr(work, ctypes.c_double))
     return grad.astype(a.dtype, copy=False)
 

@@ -52,6 +52,31 @@ def test_gradient_matches_reference_and_central_differences(window):
         assert abs(got[m, 0] - fd) <= 1e-3 * max(1.0, abs(fd)), (m, got[m, 0], fd)
 
 
+@pytest.mark.parametrize("spike", [1e30, np.nan])
+def test_a_wild_sample_disturbs_at_most_the_rest_of_its_chunk(spike):
+    """Running sums keep what a sample added until it leaves the window, up to rounding: a
+    huge (or non-finite) sample would spoil every later window. They restart every CHUNK
+    frames, so the next chunk agrees with the FFT reference again."""
+    W, frames = 64, 4096
+    assert host_sdft.CHUNK <= 2048  # a restart between the spike (frame 100) and frame 2048
+    op = Op.spectral_loss(dgen.Graph().alloc(2 * W - 1), W, 1)
+    gop = Op.spectral_loss_grad(W, 1)
+    rng = np.random.default_rng(4)
+    a, b, adj = (rng.standard_normal(frames) for _ in range(3))
+    a[100] = spike
+    with np.errstate(all="ignore"):
+        want = op.ref(a, b)
+        got = host_sdft.spectral_loss(op, np.zeros(2 * W - 1, np.float32), 0, *(v.astype(np.float32) for v in (a, b)))
+        want_grad = gop.ref(adj, a, b)
+        got_grad = host_sdft.spectral_loss_grad(gop, *(v.astype(np.float32) for v in (adj, a, b)))
+    later = slice(2048, None)
+    np.testing.assert_allclose(got[later], want[later], rtol=1e-5, atol=1e-6 * np.abs(want[later]).max())
+    later_grad = slice(2048, None)
+    np.testing.assert_allclose(
+        got_grad[later_grad], want_grad[later_grad], rtol=1e-4, atol=1e-5 * np.abs(want_grad[later_grad]).max()
+    )
+
+
 def _fit(instances):
     g = dgen.Graph()
     freq = dgen.Parameter(g, np.linspace(250.0, 350.0, instances), name="f", min=20.0, max=5000.0)
