@@ -5,13 +5,15 @@ Same values as `SpectralLoss.run` / `SpectralLossGrad.run` (ops/spectral.py) for
 the loss per frame, the window history kept in the op's cell rows, the exact gradient from a
 zero history. O(W) work per frame for all bins where the FFTs cost O(W log W) per frame plus
 NumPy's per-call overhead; sums in float64, restarted every CHUNK frames so that a huge or
-non-finite sample disturbs at most the rest of its chunk. Windows up to MAX_WINDOW (the running sums cost
-O(W) per frame and bin count; larger windows, other hops and the reference backend keep the
-FFT path). The library is built once per machine through cc.compile_library (cached)."""
+non-finite sample disturbs at most the rest of its chunk. Windows up to MAX_WINDOW (the
+running sums cost O(W) per frame and bin count); larger windows, other hops and the
+reference backend keep the FFT path. The library is built once per machine through
+cc.compile_library (cached on disk)."""
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import re
 from pathlib import Path
 
@@ -32,6 +34,7 @@ def flags() -> tuple[str, ...]:
     return (*kept, "-fopenmp-simd")
 
 
+@functools.cache
 def _library():
     lib = cc.compile_library(SOURCE, flags())
     pf, pd, n = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_double), ctypes.c_long
