@@ -77,9 +77,11 @@ def _window_spectra(padded, ends, window):
 
 def _overlap_add(out, per_window, ends, hop):
     """out[e + m] += per_window[i, ..., m] for the window ending at frame e = ends[i] (its tap m
-    is padded sample e + m). When hop divides W, taps m = hop q + r of consecutive windows
-    tile a contiguous run for each q: W / hop vector adds instead of W."""
+    is padded sample e + m); the ends are consecutive, hop apart. When hop divides W, taps
+    m = hop q + r of consecutive windows tile a contiguous run for each q: W / hop vector adds
+    instead of W."""
     W, count = per_window.shape[-1], len(ends)
+    assert count == 0 or ends[-1] - ends[0] == hop * (count - 1), "window ends must be hop apart"
     if W % hop:
         for m in range(W):
             out[ends + m] += per_window[..., m]

@@ -11,26 +11,18 @@
    sum_n adj[n] loss[n] (zero history) is Q(p) - Q(p - W) at padded index p, with
    Q(n) = sum_k Re(w^(k n) P_k(n)), P the running sum of
    G_k[n] = adj[n] 2 (|A_k| - |B_k|) conj(S^a_k) / |S^a_k| (0 where |S^a_k| = 0).
-   Both restart every CHUNK frames from sums computed directly (the gradient also replays the
-   W - 1 windows before the chunk), as the CUDA kernels do: a huge or non-finite sample then
-   disturbs at most the rest of its chunk, not the whole signal. The loops over bins are
-   vectorised (built with the loop vectoriser and OpenMP SIMD, unlike generated kernels:
-   host_sdft.flags). */
+   Both restart every CHUNK frames from sums computed directly (the gradient also runs the
+   W - 1 windows past the chunk's last frame: they hold its last samples), as the CUDA
+   kernels do: a huge or non-finite sample then disturbs the rest of its chunk, and the next
+   chunk too when it lies in the last W - 1 frames, instead of the whole signal. Magnitudes
+   square in double: |S| beyond ~1.8e19 gives inf where the reference's hypot stays finite.
+   The twiddle table w^t, t < W, bins k <= W / 2 (re[t * K + k], im[t * K + k]) comes from the
+   caller, made once per W. The loops over bins are vectorised (built with the loop
+   vectoriser and OpenMP SIMD, unlike generated kernels: host_sdft.flags). */
 #include <math.h>
 #include <stddef.h>
 
 #define CHUNK 1024
-
-/* w^t for t < W, bins k <= W / 2: re[t * K + k], im[t * K + k] */
-static void twiddles(double *re, double *im, long W, long K) {
-    const double pi = 3.14159265358979323846;
-    for (long t = 0; t < W; t++)
-        for (long k = 0; k < K; k++) {
-            long r = (t * k) % W;
-            re[t * K + k] = cos(2.0 * pi * (double)r / (double)W);
-            im[t * K + k] = -sin(2.0 * pi * (double)r / (double)W);
-        }
-}
 
 /* instance b's padded signal: W - 1 history rows (hist NULL: zeros), then the N frames */
 static void gather(double *out, const float *hist, const float *x, long b, long B, long N, long W) {
@@ -73,13 +65,12 @@ static void restart(struct sums s, const double *xa, const double *xb, long n, c
     window_at(s.br, s.bi, xb, n, re, im, W, K);
 }
 
-/* work: 2 (N + W - 1) + 4 K + 2 W K doubles */
+/* work: 2 (N + W - 1) + 4 K doubles */
 void dgen_host_sdft_loss(const float *hist_a, const float *a, const float *hist_b, const float *b, float *loss,
-                         long N, long B, long W, double *work) {
+                         long N, long B, long W, const double *re, const double *im, double *work) {
     const long K = W / 2 + 1, L = N + W - 1;
-    double *xa = work, *xb = xa + L, *re = xb + L, *im = re + W * K;
-    struct sums s = {im + W * K, im + W * K + K, im + W * K + 2 * K, im + W * K + 3 * K};
-    twiddles(re, im, W, K);
+    double *xa = work, *xb = xa + L;
+    struct sums s = {xb + L, xb + L + K, xb + L + 2 * K, xb + L + 3 * K};
     for (long bi = 0; bi < B; bi++) {
         gather(xa, hist_a, a, bi, B, N, W);
         gather(xb, hist_b, b, bi, B, N, W);
@@ -135,14 +126,13 @@ static void chunk_gradient(float *grad, double *q, const double *xa, const doubl
     for (long f = m0; f < m1; f++) grad[f * B + bi] = (float)(q[f - m0 + W] - q[f - m0]);
 }
 
-/* work: 2 (N + W - 1) + 6 K + 2 W K + (min(N, CHUNK) + W) doubles */
+/* work: 2 (N + W - 1) + 6 K + (min(N, CHUNK) + W) doubles */
 void dgen_host_sdft_grad(const float *adj, const float *a, const float *b, float *grad, long N, long B, long W,
-                         double *work) {
+                         const double *re, const double *im, double *work) {
     const long K = W / 2 + 1, L = N + W - 1;
-    double *xa = work, *xb = xa + L, *re = xb + L, *im = re + W * K, *rest = im + W * K;
+    double *xa = work, *xb = xa + L, *rest = xb + L;
     struct sums s = {rest, rest + K, rest + 2 * K, rest + 3 * K};
     double *pr = rest + 4 * K, *pi_ = rest + 5 * K, *q = rest + 6 * K;
-    twiddles(re, im, W, K);
     for (long bi = 0; bi < B; bi++) {
         gather(xa, NULL, a, bi, B, N, W);
         gather(xb, NULL, b, bi, B, N, W);

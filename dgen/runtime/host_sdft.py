@@ -4,11 +4,12 @@
 Same values as `SpectralLoss.run` / `SpectralLossGrad.run` (ops/spectral.py) for hop 1:
 the loss per frame, the window history kept in the op's cell rows, the exact gradient from a
 zero history. O(W) work per frame for all bins where the FFTs cost O(W log W) per frame plus
-NumPy's per-call overhead; sums in float64, restarted every CHUNK frames so that a huge or
-non-finite sample disturbs at most the rest of its chunk. Windows up to MAX_WINDOW (the
-running sums cost O(W) per frame and bin count); larger windows, other hops and the
-reference backend keep the FFT path. The library is built once per machine through
-cc.compile_library (cached on disk)."""
+NumPy's per-call overhead; sums in float64, restarted every CHUNK frames from directly
+computed sums (so a huge or non-finite sample disturbs the rest of its chunk, and the next
+chunk when it lies in the last W - 1 frames, not the whole signal). Windows up to MAX_WINDOW:
+the twiddle table has W (W/2 + 1) entries (~0.5 MB at 256) and each restart costs O(W^2);
+larger windows, other hops and the reference backend keep the FFT path. The library is built
+once per machine through cc.compile_library (cached on disk), the twiddles once per W."""
 
 from __future__ import annotations
 
@@ -38,9 +39,16 @@ def flags() -> tuple[str, ...]:
 def _library():
     lib = cc.compile_library(SOURCE, flags())
     pf, pd, n = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_double), ctypes.c_long
-    lib.dgen_host_sdft_loss.argtypes = [pf, pf, pf, pf, pf, n, n, n, pd]
-    lib.dgen_host_sdft_grad.argtypes = [pf, pf, pf, pf, n, n, n, pd]
+    lib.dgen_host_sdft_loss.argtypes = [pf, pf, pf, pf, pf, n, n, n, pd, pd, pd]
+    lib.dgen_host_sdft_grad.argtypes = [pf, pf, pf, pf, n, n, n, pd, pd, pd]
     return lib
+
+
+@functools.cache
+def _twiddles(W: int) -> tuple[np.ndarray, np.ndarray]:
+    """w^t = exp(-2 pi i t k / W) for t < W, k <= W / 2, as (W, W/2 + 1) float64 re and im."""
+    phase = 2.0 * np.pi * (np.outer(np.arange(W), np.arange(W // 2 + 1)) % W) / W
+    return np.ascontiguousarray(np.cos(phase)), np.ascontiguousarray(-np.sin(phase))
 
 
 def _ptr(x, kind=ctypes.c_float):
@@ -63,13 +71,13 @@ def spectral_loss(op, mem, base, a, b):
     a32, b32 = _f32(a), _f32(b)
     B = int(np.prod(a32.shape[1:], dtype=int))
     loss = np.empty(a32.shape, _F32)
-    K = W // 2 + 1
-    work = np.empty(2 * (N + w1) + 4 * K + 2 * W * K, np.float64)
+    re, im = _twiddles(W)
+    work = np.empty(2 * (N + w1) + 4 * (W // 2 + 1), np.float64)
     _library().dgen_host_sdft_loss(
-        _ptr(hist_a), _ptr(a32), _ptr(hist_b), _ptr(b32), _ptr(loss), N, B, W, _ptr(work, ctypes.c_double)
+        _ptr(hist_a), _ptr(a32), _ptr(hist_b), _ptr(b32), _ptr(loss), N, B, W, *_doubles(re, im, work)
     )
-    mem[base : base + w1] = np.concatenate([hist_a, a32])[-w1:]
-    mem[base + w1 : base + 2 * w1] = np.concatenate([hist_b, b32])[-w1:]
+    mem[base : base + w1] = _history(hist_a, a32)
+    mem[base + w1 : base + 2 * w1] = _history(hist_b, b32)
     mem[base + 2 * w1] = 0  # frames mod hop
     return loss.astype(a.dtype, copy=False)
 
@@ -80,10 +88,20 @@ def spectral_loss_grad(op, adj, a, b):
     adj32, a32, b32 = _f32(adj), _f32(a), _f32(b)
     B = int(np.prod(a32.shape[1:], dtype=int))
     grad = np.empty(a32.shape, _F32)
-    K = W // 2 + 1
-    work = np.empty(2 * (N + W - 1) + 6 * K + 2 * W * K + min(N, CHUNK) + W, np.float64)
-    _library().dgen_host_sdft_grad(_ptr(adj32), _ptr(a32), _ptr(b32), _ptr(grad), N, B, W, _ptr(work, ctypes.c_double))
+    re, im = _twiddles(W)
+    work = np.empty(2 * (N + W - 1) + 6 * (W // 2 + 1) + min(N, CHUNK) + W, np.float64)
+    _library().dgen_host_sdft_grad(_ptr(adj32), _ptr(a32), _ptr(b32), _ptr(grad), N, B, W, *_doubles(re, im, work))
     return grad.astype(a.dtype, copy=False)
+
+
+def _doubles(*arrays):
+    return [_ptr(x, ctypes.c_double) for x in arrays]
+
+
+def _history(hist, x):
+    """The last W - 1 samples of the history followed by x."""
+    w1 = len(hist)
+    return x[len(x) - w1 :] if len(x) >= w1 else np.concatenate([hist[len(x) :], x])
 
 
 def run_buffer_op(op, mem, base, *args):
