@@ -12,7 +12,8 @@ O(W log W), and no window is ever materialised. Everything runs in float32, the 
 precision, with twiddles rounded once from float64: the update only adds, so rounding grows
 with the chunk length (<= MAX_CHUNK + 2W updates), not multiplicatively; measured against the
 float64 reference, the loss and gradient errors are ~1e-6 of their largest values (the float32
-FFT's are ~1e-7; float64 sums, as before, cost 3x the time on an H200). Per-frame sums over the
+FFT's are ~1e-7; the same kernels with float64 sums took 1.8x (loss) and 1.5x (gradient) the
+time on an H200, benchmarks/sdft_kernels.py). Per-frame sums over the
 bins are added up in float64. The gradient is exact too:
 
     dL/dx[p] = sum_k Re(w^(kp) R_k(p)),  R_k(p) = sum_{n=p-W+1..p} G_k[n],
@@ -24,10 +25,11 @@ per (instance, chunk of frames), bins spread over its lanes (DC and Nyquist, bot
 one lane, so W/2 slots cover the W/2 + 1 bins); twiddles come from a table in shared memory,
 the next 32 frames' inputs are staged there by the warp's lanes and read as broadcasts, and
 per-frame sums over the lanes go through a 32-frame shared memory transpose instead of a
-shuffle tree per frame. Each chunk starts from sums computed
-directly (W steps; the gradient also replays the W - 1 windows before the chunk's first
-sample). Used for windows up to MAX_WINDOW (register pressure grows with the bins per lane);
-cuda_buffer.py uses cuFFT otherwise and for hop > 1.
+shuffle tree per frame. Each chunk starts from sums computed directly (W steps; the gradient
+also runs the W - 1 windows past the chunk's last frame: they hold its last samples), so a
+huge or non-finite sample disturbs the rest of its chunk, and the next one when it lies in
+the last W - 1 frames, not the whole signal. Used for windows up to MAX_WINDOW (register
+pressure grows with the bins per lane); cuda_buffer.py uses cuFFT otherwise and for hop > 1.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ _SOURCE = r"""
    real bins: DC in .x and Nyquist in .y (so W/2 slots cover the W/2 + 1 bins evenly). */
 #define SLOTS (W / 2)
 #define SPL ((SLOTS + 31) / 32)
+static_assert(W <= MAX_CHUNK, "the gradient's Q rows hold MAX_CHUNK + W values");
 
 /* w^t = exp(-2 pi i t / W) for t < W, rounded once from float64; the block's warps share it */
 __device__ void fill_twiddles(float2 *tab) {
@@ -277,6 +280,8 @@ def usable(window: int, hop: int) -> bool:
 def _launch(cp, name, W, B, N, *args):
     """(N, B) float32 result of kernel `name`, one warp per (instance, chunk of frames)."""
     out = cp.empty((N, B), cp.float32)
+    if N == 0 or B == 0:  # a grid of no blocks is an invalid launch
+        return out
     chunk = _chunk(W, N, B)
     jobs = -(-N // chunk) * B
     blocks = -(-jobs // WARPS_PER_BLOCK)

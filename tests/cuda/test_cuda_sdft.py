@@ -62,3 +62,17 @@ def test_running_sum_gradient_matches_reference_and_finite_differences(window, w
             bumped.append(np.sum(adj[:, 0] * op.run(mem, 0, x, b)[:, 0]))
         fd = (bumped[0] - bumped[1]) / 2e-5
         assert abs(got[m, 0] - fd) <= 1e-3 * max(1.0, abs(fd)), (m, got[m, 0], fd)
+
+
+def test_zero_frames_launch_nothing():
+    import cupy as cp
+
+    from dgen.runtime.cuda_buffer import spectral_loss, spectral_loss_grad
+
+    W = 64
+    op, gop = Op.spectral_loss(dgen.Graph().alloc(2 * W - 1), W, 1), Op.spectral_loss_grad(W, 1)
+    mem = cp.ones((2 * W - 1, 3), np.float32)
+    empty = cp.zeros((0, 3), np.float32)
+    assert spectral_loss(cp, op, mem, empty, empty).shape == (0, 3)
+    assert spectral_loss_grad(cp, gop, None, empty, empty, empty).shape == (0, 3)
+    assert float(mem.sum().get()) == (2 * W - 1) * 3  # the history (and the hop phase) unchanged
