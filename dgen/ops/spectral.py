@@ -26,6 +26,13 @@ def _padded(x, window: int, past=None):
     return np.concatenate([past, x])
 
 
+def window_history(past, x, xp=np):
+    """The last W - 1 samples of `past` (W - 1 rows) followed by `x`: what a window keeps for
+    the next call. Only x's tail when x is long enough; `xp` is NumPy or CuPy."""
+    w1, n = len(past), len(x)
+    return x[n - w1 :] if n >= w1 else xp.concatenate([past[n:], x.astype(past.dtype, copy=False)])
+
+
 def _ends(n: int, hop: int, phase: int = 0) -> np.ndarray:
     """Frames where a window ends: (phase + frame + 1) % hop == 0."""
     return np.arange((hop - 1 - phase) % hop, n, hop)
@@ -124,8 +131,8 @@ class SpectralLoss(Primitive):
         past_a, past_b = mem[base : base + w1], mem[base + w1 : base + 2 * w1]
         phase = int(np.ravel(mem[base + 2 * w1])[0])
         loss = self.ref(a, b, past_a, past_b, phase)
-        mem[base : base + w1] = np.concatenate([past_a, a])[-w1:]
-        mem[base + w1 : base + 2 * w1] = np.concatenate([past_b, b])[-w1:]
+        mem[base : base + w1] = window_history(past_a, a)
+        mem[base + w1 : base + 2 * w1] = window_history(past_b, b)
         mem[base + 2 * w1] = (phase + len(a)) % self.hop
         return loss
 

@@ -18,6 +18,7 @@ Ops missing from GPU_BUFFER_OPS run on the host (CudaKernel copies their operand
 
 from __future__ import annotations
 
+from ..ops.spectral import window_history
 from . import cuda_sdft
 
 GATHER_BUDGET = 1 << 27  # float32 window samples per chunk (512 MB)
@@ -100,8 +101,8 @@ def spectral_loss(cp, op, sub, a, b):
     w1, N = W - 1, a.shape[0]
     if cuda_sdft.usable(W, hop):  # a window at every frame: running sums on (frames, B) in place
         loss = cuda_sdft.loss(cp, W, sub[:w1], a, sub[w1 : 2 * w1], b)
-        _keep_history(cp, sub[:w1], a)
-        _keep_history(cp, sub[w1 : 2 * w1], b)
+        sub[:w1] = window_history(sub[:w1], a, cp)
+        sub[w1 : 2 * w1] = window_history(sub[w1 : 2 * w1], b, cp)
         return loss
     phase = 0 if hop == 1 else int(sub[2 * w1, 0].get())  # frame count mod hop
     pa, pb = _padded_t(cp, sub[:w1], a), _padded_t(cp, sub[w1 : 2 * w1], b)
@@ -111,15 +112,6 @@ def spectral_loss(cp, op, sub, a, b):
     if hop > 1:
         sub[2 * w1] = (phase + N) % hop
     return cp.ascontiguousarray(loss_t.T, dtype=cp.float32)
-
-
-def _keep_history(cp, hist, x):
-    """hist (W-1, B) <- the last W-1 samples of history then x (x's rows only when N >= W-1)."""
-    w1, N = hist.shape[0], x.shape[0]
-    if N >= w1:
-        hist[...] = x[N - w1 :]
-    else:
-        hist[...] = cp.concatenate([hist[N:], x.astype(hist.dtype)])
 
 
 def _fft_loss(cp, pa, pb, N, W, hop, phase):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ops.spectral import window_history
 from . import cc
 
 MAX_WINDOW = 256
@@ -76,8 +77,8 @@ def spectral_loss(op, mem, base, a, b):
     _library().dgen_host_sdft_loss(
         _ptr(hist_a), _ptr(a32), _ptr(hist_b), _ptr(b32), _ptr(loss), N, B, W, *_doubles(re, im, work)
     )
-    mem[base : base + w1] = _history(hist_a, a32)
-    mem[base + w1 : base + 2 * w1] = _history(hist_b, b32)
+    mem[base : base + w1] = window_history(hist_a, a32)
+    mem[base + w1 : base + 2 * w1] = window_history(hist_b, b32)
     mem[base + 2 * w1] = 0  # frames mod hop
     return loss.astype(a.dtype, copy=False)
 
@@ -96,12 +97,6 @@ def spectral_loss_grad(op, adj, a, b):
 
 def _doubles(*arrays):
     return [_ptr(x, ctypes.c_double) for x in arrays]
-
-
-def _history(hist, x):
-    """The last W - 1 samples of the history followed by x."""
-    w1 = len(hist)
-    return x[len(x) - w1 :] if len(x) >= w1 else np.concatenate([hist[len(x) :], x])
 
 
 def run_buffer_op(op, mem, base, *args):
