@@ -29,14 +29,19 @@ def memory_graph():
     g = dgen.Graph()
     idx, val = g.input(0), g.input(1)
     buf = g.alloc(7)
-    w = g.n(Op.memory_write(buf), idx, val)
-    r = g.seq(w, g.n(Op.memory_read(buf), idx + 3.0))
-    acc = g.seq(r, g.n(Op.memory_accum(buf), idx + 1.0, val * 0.5))
-    took = g.seq(acc, g.n(Op.memory_take(buf), idx + 2.0))
+    r, took = _every_memory_op(g, buf, idx, val)
     g.output(0, r)
     g.output(1, took)
     g.output(2, g.delay(val, 5.5, 9))  # a delay line: every lane writes one slot
     return g
+
+
+def _every_memory_op(g, buf, idx, val):
+    """write, read, accum and take on one cell, in that order: (the read, the take)."""
+    w = g.n(Op.memory_write(buf), idx, val)
+    r = g.seq(w, g.n(Op.memory_read(buf), idx + 3.0))
+    acc = g.seq(r, g.n(Op.memory_accum(buf), idx + 1.0, val * 0.5))
+    return r, g.seq(acc, g.n(Op.memory_take(buf), idx + 2.0))
 
 
 def memory_inputs(rng, B, same_index):
@@ -64,10 +69,7 @@ def alike_graph():
     write(count + 1.0)
     idx, val = count * 0.75 - 5.0, g.input(0)
     buf = g.alloc(7)
-    w = g.n(Op.memory_write(buf), idx, val)
-    r = g.seq(w, g.n(Op.memory_read(buf), idx + 3.0))
-    acc = g.seq(r, g.n(Op.memory_accum(buf), idx + 1.0, val * 0.5))
-    took = g.seq(acc, g.n(Op.memory_take(buf), idx + 2.0))
+    r, took = _every_memory_op(g, buf, idx, val)
     g.output(0, r)
     g.output(1, took)
     g.output(2, g.seq(took, g.n(Op.memory_read(buf), idx * 3e9)))
