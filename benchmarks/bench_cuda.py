@@ -10,7 +10,8 @@ Workloads (4096 frames; one training step = zero_grad + forward_backward + Adam 
 - train-loop (CUDA only): seconds per step of `ctx.train(n)`, the loop on the GPU with one copy
   back per call (runtime/cuda_train.py); n is sized to the time budget.
 Peers: dgen C (the device's CPU, instances in SIMD lanes, one thread) and PyTorch CUDA (seed:
-`torch_bench.make_seed_step` with cumsum phasors; biquad: torchaudio's lfilter, per-instance
+`torch_bench.make_seed_step` with cumsum phasors; biquad: `torch_bench.make_biquad_step`, the
+recurrence through torchaudio's lfilter ("torch") or torchlpc ("torchlpc"), per-instance
 coefficients). Timing: warm-up, then the median of repeated runs within a time budget; CUDA
 timings synchronize the device before reading the clock.
 
@@ -140,49 +141,26 @@ def dgen_train_loop(name, B, budget):
     return elapsed
 
 
-def torch_train(name, B, budget):
+def torch_train(name, B, budget, recurrence="lfilter"):
+    """PyTorch CUDA peer step: seed with cumsum phasors; biquad with torchaudio's lfilter
+    (`recurrence="lfilter"`) or torch ops plus torchlpc's sample_wise_lpc ("torchlpc")."""
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
-    sync = torch.cuda.synchronize
+    import torch_bench as tb
+
     if name == "seed":
-        from torch_bench import make_seed_step, phasor_cumsum
-
-        step, _ = make_seed_step(B, FRAMES, "cuda", phasor_cumsum)
-        return timed(step, sync, budget)
-    import torchaudio.functional as AF
-
-    dev = torch.device("cuda")
-    x = torch.rand(B, FRAMES, device=dev) * 2 - 1
-    cutoff = torch.full((B,), 800.0, device=dev, requires_grad=True)
-    q = torch.full((B,), 0.9, device=dev, requires_grad=True)
-
-    def lowpass(xx, fc, qq):
-        w = 2 * math.pi * fc / 44100.0
-        alpha, c = torch.sin(w) / (2 * qq), torch.cos(w)
-        a0 = 1 + alpha
-        b = torch.stack([(1 - c) / 2, 1 - c, (1 - c) / 2], -1) / a0.unsqueeze(-1)
-        a = torch.stack([torch.ones_like(c), -2 * c / a0, (1 - alpha) / a0], -1)
-        return AF.lfilter(xx, a, b, clamp=False, batching=True)
-
-    with torch.no_grad():
-        target = lowpass(x, torch.full((B,), 1500.0, device=dev), torch.full((B,), 0.7, device=dev))
-
-    def step():
-        loss = ((lowpass(x, cutoff, q) - target) ** 2).mean(dim=1).sum()
-        loss.backward()
-        with torch.no_grad():
-            for p in (cutoff, q):
-                p -= 1e-3 * p.grad
-                p.grad = None
-
-    return timed(step, sync, budget)
+        step, _ = tb.make_seed_step(B, FRAMES, "cuda", tb.phasor_cumsum)
+    else:
+        biquad = {"lfilter": tb.biquad_lfilter, "torchlpc": tb.biquad_lpc}[recurrence]
+        step, _ = tb.make_biquad_step(B, FRAMES, "cuda", biquad)
+    return timed(step, torch.cuda.synchronize, budget)
 
 
 def _release_gpu_memory(backend):
     """Hand cached blocks back to the driver after each measurement: PyTorch's allocator kept
     ~100 GiB after its out-of-memory at B = 16384, and the next CuPy run then failed too."""
-    if backend == "torch" and "torch" in sys.modules:
+    if backend.startswith("torch") and "torch" in sys.modules:
         sys.modules["torch"].cuda.empty_cache()
     if backend == "cuda" and "cupy" in sys.modules:
         sys.modules["cupy"].get_default_memory_pool().free_all_blocks()
@@ -191,7 +169,7 @@ def _release_gpu_memory(backend):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024, 16384])
-    ap.add_argument("--backends", nargs="+", default=["cuda", "c", "torch"])
+    ap.add_argument("--backends", nargs="+", default=["cuda", "c", "torch", "torchlpc"])
     ap.add_argument("--graphs", nargs="+", default=["seed", "biquad"])
     ap.add_argument("--budget", type=float, default=1.5, help="seconds of repeats per measurement")
     ap.add_argument("--max-c-batch", type=int, default=1024, help="largest B timed on the C backend")
@@ -225,15 +203,17 @@ def main(argv=None):
                 if backend == "c" and B > args.max_c_batch:
                     continue
                 try:
-                    if backend != "torch":
+                    if not backend.startswith("torch"):
                         record("forward", backend, name, B, dgen_forward(backend, name, B, args.budget))
                         if name == "seed" and backend == "c" and B > args.max_host_train_batch:
                             continue
                         record("train", backend, name, B, dgen_train(backend, name, B, args.budget))
                         if backend == "cuda":
                             record("train-loop", backend, name, B, dgen_train_loop(name, B, args.budget))
-                    else:
+                    elif backend == "torch":
                         record("train", "torch", name, B, torch_train(name, B, args.budget))
+                    elif name == "biquad":  # torchlpc: the biquad's poles through torchlpc
+                        record("train", backend, name, B, torch_train(name, B, args.budget, "torchlpc"))
                 except Exception as e:  # a missing peer or an out-of-memory: note it, go on
                     print(f"{name} {backend} B={B}: {type(e).__name__}: {e}", flush=True)
                     rows.append(dict(graph=name, backend=backend, B=B, error=f"{type(e).__name__}: {e}"))

@@ -43,12 +43,35 @@ def _step_ms(ctx, x, repeats=20):
     return sorted(times)[len(times) // 2]
 
 
+def loop_parts(prog, ctx, x, steps=20):
+    """GPU ms per step of ctx.train's parts, run eagerly (no CUDA graph) with timed parts: the
+    lean step (forward + backward), the optimizer's update, and the rest of the step."""
+    log = []
+    prog.run_step = _timed(prog.run_step, "run_step", log)
+    ctx.optimizer.update = _timed(ctx.optimizer.update, "optimizer update", log)
+    prog.cuda_graphs = False
+    ctx.train(2, inputs=x, progress=False)
+    log.clear()
+    cp.cuda.Device().synchronize()
+    t0 = time.perf_counter()
+    ctx.train(steps, inputs=x, progress=False)
+    total = 1e3 * (time.perf_counter() - t0) / steps
+    del prog.run_step, ctx.optimizer.update, prog.cuda_graphs
+    parts = {}
+    for label, ms in log:
+        parts[label] = parts.get(label, 0.0) + ms / steps
+    rest = total - sum(parts.values())
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in parts.items())
+    print(f"  train loop, eager and timed: {total:.3f} ms per step; {shown}, rest {rest:.3f}")
+
+
 def main(name, B):
     g, params, loss, x = bench_cuda.GRAPHS[name](B, True)
     prog = dgen.compile(g, backend="cuda", frame_count=bench_cuda.FRAMES, backwards=True, instances=B)
     x = None if x is None else cp.asarray(x)
     ctx = dgen.TrainingContext(params, dgen.Adam(lr=1.0), loss, prog)
     print(f"{name} B={B}: step {_step_ms(ctx, x):.3f} ms (median, untimed kernels)")
+    loop_parts(prog, ctx, x)
     log = []
     for kernel_name in ("forward_kernel", "backward_kernel"):
         fns = getattr(prog.lean(loss), kernel_name).build()

@@ -133,6 +133,57 @@ def torch_onepole_step_ms(batch: int, frames: int = 4096, device: str = "cpu") -
     return _median_ms(step, dev)
 
 
+# ----------------------------------------------------------------------------- biquad
+
+
+def lowpass_coefficients(fc: torch.Tensor, q: torch.Tensor, sr: float = SR):
+    """RBJ lowpass (b (B, 3), a (B, 3) with a[:, 0] = 1) for per-item cutoff and Q (B,)."""
+    w = 2 * torch.pi * fc / sr
+    alpha, c = torch.sin(w) / (2 * q), torch.cos(w)
+    a0 = 1 + alpha
+    b = torch.stack([(1 - c) / 2, 1 - c, (1 - c) / 2], -1) / a0.unsqueeze(-1)
+    a = torch.stack([torch.ones_like(c), -2 * c / a0, (1 - alpha) / a0], -1)
+    return b, a
+
+
+def biquad_lfilter(x: torch.Tensor, fc: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Lowpass biquad with torchaudio's lfilter (its CUDA kernel: one thread per item)."""
+    import torchaudio.functional as AF
+
+    b, a = lowpass_coefficients(fc, q)
+    return AF.lfilter(x, a, b, clamp=False, batching=True)
+
+
+def biquad_lpc(x: torch.Tensor, fc: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The same biquad as torch ops for the numerator and torchlpc's sample_wise_lpc for the
+    poles: u[n] = b0 x[n] + b1 x[n-1] + b2 x[n-2], y[n] = u[n] - a1 y[n-1] - a2 y[n-2]."""
+    sample_wise_lpc = _sample_wise_lpc()
+    B, T = x.shape
+    b, a = lowpass_coefficients(fc, q)
+    padded = torch.nn.functional.pad(x, (2, 0))
+    u = b[:, :1] * x + b[:, 1:2] * padded[:, 1:-1] + b[:, 2:] * padded[:, :-2]
+    return sample_wise_lpc(u, a[:, 1:].view(B, 1, 2).expand(B, T, 2).contiguous())
+
+
+def make_biquad_step(batch: int, frames: int = 4096, device="cpu", biquad=biquad_lpc, lr: float = 1e-3):
+    """(step, params): fit (cutoff, q) of a lowpass to a 1500 Hz, q 0.7 target on white noise,
+    MSE per item summed over the batch, plain SGD; `biquad` is biquad_lpc or biquad_lfilter."""
+    dev = torch.device(device)
+    x = _noise(batch, frames, dev)
+    with torch.no_grad():
+        target = biquad(x, torch.full((batch,), 1500.0, device=dev), torch.full((batch,), 0.7, device=dev))
+    cutoff = torch.full((batch,), 800.0, device=dev, requires_grad=True)
+    q = torch.full((batch,), 0.9, device=dev, requires_grad=True)
+
+    def step() -> torch.Tensor:
+        loss = ((biquad(x, cutoff, q) - target) ** 2).mean(dim=1).sum()
+        loss.backward()
+        _sgd_([cutoff, q], lr)
+        return loss.detach()
+
+    return step, [cutoff, q]
+
+
 # ----------------------------------------------------------------------------- seed example
 
 
