@@ -101,8 +101,7 @@ def spectral_loss(cp, op, sub, a, b):
     w1, N = W - 1, a.shape[0]
     if cuda_sdft.usable(W, hop):  # a window at every frame: running sums on (frames, B) in place
         loss = cuda_sdft.loss(cp, W, sub[:w1], a, sub[w1 : 2 * w1], b)
-        sub[:w1] = window_history(sub[:w1], a, cp)
-        sub[w1 : 2 * w1] = window_history(sub[w1 : 2 * w1], b, cp)
+        carry_history(cp, sub, W, a, b)
         return loss
     phase = 0 if hop == 1 else int(sub[2 * w1, 0].get())  # frame count mod hop
     pa, pb = _padded_t(cp, sub[:w1], a), _padded_t(cp, sub[w1 : 2 * w1], b)
@@ -112,6 +111,13 @@ def spectral_loss(cp, op, sub, a, b):
     if hop > 1:
         sub[2 * w1] = (phase + N) % hop
     return cp.ascontiguousarray(loss_t.T, dtype=cp.float32)
+
+
+def carry_history(cp, sub, W, a, b):
+    """The hop-1 loss's cell rows after a call over a, b: the last W - 1 samples of each."""
+    w1 = W - 1
+    sub[:w1] = window_history(sub[:w1], a, cp)
+    sub[w1 : 2 * w1] = window_history(sub[w1 : 2 * w1], b, cp)
 
 
 def _fft_loss(cp, pa, pb, N, W, hop, phase):

@@ -120,7 +120,9 @@ class CudaKernel:
         return self._functions
 
     # ------------------------------------------------------------------ running
-    def execute(self, mem, frames: int, inputs, tape=None) -> dict:
+    def execute(self, mem, frames: int, inputs, tape=None, override=None) -> dict:
+        """override: buffer-op node id -> fn(values, cell rows, *operands) computing that node
+        instead of its op (cuda_training.py fuses a training step's spectral loss this way)."""
         cp = require_cupy()
         host = isinstance(mem, np.ndarray)
         one = mem.ndim == 1
@@ -134,7 +136,7 @@ class CudaKernel:
         sig = lambda x, what: self._signal(cp, x, frames, B, what)
         ins = [sig(x, f"input {c}") for c, x in enumerate(inputs)]
         tp = {k: sig(v, f"tape {k}") for k, v in (tape or {}).items()}
-        values = self.run(cp, dmem, frames, B, ins, tp)
+        values = self.run(cp, dmem, frames, B, ins, tp, override or {})
         if host:
             mem[...] = cp.asnumpy(dmem).reshape(mem.shape)
         shape = (frames,) if one else (frames, B)
@@ -146,12 +148,12 @@ class CudaKernel:
             raise ValueError(f"{what} has shape {x.shape}; the kernel runs ({frames}, {B})")
         return cp.ascontiguousarray(cp.asarray(x, F32)).reshape(frames, B)
 
-    def run(self, cp, dmem, frames, B, ins, tape) -> dict:
+    def run(self, cp, dmem, frames, B, ins, tape, override) -> dict:
         """Every step in order on (frames, B) device arrays; returns node id -> signal."""
         functions, values = self.build(), {}
         for step in self.csource.steps:
             if step.kind == "buffer":
-                self._buffer_block(cp, step.block, dmem, values, ins, tape, frames, B)
+                self._buffer_block(cp, step.block, dmem, values, ins, tape, frames, B, override)
                 continue
             st = step.stage
             arrays = {}
@@ -172,11 +174,11 @@ class CudaKernel:
                     continue
                 if launch.kind == "vector":
                     threads = VECTOR_THREADS
-                    grid = -(-frames * B // threads)
+                    grid = (-(-frames * B // threads),)
                 else:
                     threads = sequential_threads(B)
-                    grid = -(-B // threads)
-                functions[launch.name]((grid,), (threads,), args)
+                    grid = (-(-B // threads), launch.chains)
+                functions[launch.name](grid, (threads,), args)
         for i in self.keep:
             if i not in values:
                 values[i] = self._whole(cp, i, dmem, values, ins, tape, frames, B)
@@ -212,7 +214,7 @@ class CudaKernel:
             return source_signal(name, key, ins, tape, values, i)
         raise RuntimeError(f"node {i} ({name}) has no whole-signal value in the CUDA kernel (a dgen bug)")
 
-    def _buffer_block(self, cp, block, dmem, values, ins, tape, frames, B):
+    def _buffer_block(self, cp, block, dmem, values, ins, tape, frames, B, override):
         """Buffer ops (whole-signal, FFT-based): on the GPU where cuda_buffer has them (the
         spectral loss and its gradient), else in NumPy: operands and the op's cell rows are
         copied to the host, results and the cell rows back."""
@@ -220,6 +222,10 @@ class CudaKernel:
             nd = self.graph.nodes[n]
             cell = nd.op.cell
             rows = slice(self.layout.offsets[cell.id], self.layout.offsets[cell.id] + cell.size) if cell else None
+            if n in override:
+                args = [self._whole(cp, j, dmem, values, ins, tape, frames, B) for j in nd.inputs]
+                values[n] = override[n](values, dmem[rows] if cell else None, *args)
+                continue
             on_gpu = GPU_BUFFER_OPS.get(nd.op.name)
             if on_gpu is not None:
                 args = [self._whole(cp, j, dmem, values, ins, tape, frames, B) for j in nd.inputs]

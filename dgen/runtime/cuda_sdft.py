@@ -204,12 +204,13 @@ __device__ float project(float2 R, int s, float2 w) {
    prefix sum of the weights G over windows; as w^(s p) = w^(s (p - W)), that is
    Q(p) - Q(p - W) with Q(n) = sum_s Re(w^(s n) P_s(n)): one pass over the windows with a
    single copy of the sums, Q parked in shared memory, then one subtraction per sample. */
-extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_grad(
-        const float *a, const float *b, const float *adj, float *grad, int B, int N, int chunk) {
+template <bool LOSS>  /* LOSS: also the loss of each frame (the windows 0..count-1), into loss */
+__device__ void grad_body(const float *a, const float *b, const float *adj, float *loss, float *grad, int B, int N,
+                          int chunk) {
     __shared__ float2 tab[W];
     __shared__ float4 ahead_all[WPB][32];
     __shared__ float2 rings[WPB][RING];
-    __shared__ rows part[WPB];
+    __shared__ rows part[WPB], lpart[LOSS ? WPB : 1];
     __shared__ double Qs[WPB][MAX_CHUNK + W];
     fill_twiddles(tab);
     job J;
@@ -229,17 +230,18 @@ extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_grad(
         if (s < SLOTS) direct(sa[q], sb[q], io, J.n0, s, tab);
     }
     float nyquist = (J.n0 & 1) ? -1.0f : 1.0f;
-    const int windows = (J.n1 - J.n0) + W - 1;  /* every window holding a sample of the chunk */
+    const int count = J.n1 - J.n0, windows = count + W - 1;  /* every window holding a chunk sample */
     for (int g0 = 0; g0 < windows; g0 += 32) {  /* 32 windows per group: stage, walk, flush */
         stage(io, J.n0 + g0);
         const int m = min(32, windows - g0);
         _Pragma("unroll 4") for (int row = 0; row < m; row++) {
             const float4 in = io.ahead[row];
-            float here = 0.0f;
+            float here = 0.0f, frame_loss = 0.0f;
             _Pragma("unroll") for (int q = 0; q < SPL; q++) {
                 int s = lane + 32 * q;
                 if (s < SLOTS) {
                     const float2 w = twiddle(tab, s, t[q], nyquist), g = weight(sa[q], sb[q], s, in.z);
+                    if (LOSS) frame_loss += term(sa[q], sb[q], s);
                     P[q].x += g.x; P[q].y += g.y;
                     here += project(P[q], s, w);
                     advance(sa[q], sb[q], in, w);
@@ -248,14 +250,28 @@ extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_grad(
             }
             nyquist = -nyquist;
             r.v[row][lane] = here;
+            if (LOSS) lpart[wi].v[row][lane] = frame_loss;
         }
         const double sum = flush(r, lane);
         if (lane < m) Q[1 + g0 + lane] = sum;
+        if (LOSS && g0 < count) {  /* windows past the chunk's last frame belong to the next chunk */
+            const double frame_sum = flush(lpart[wi], lane);
+            if (lane < min(m, count - g0)) loss[(long long)(J.n0 + g0 + lane) * B + J.b] = (float)frame_sum;
+        }
     }
     if (lane == 0) Q[0] = 0.0;
     __syncwarp();
     for (int f = J.n0 + lane; f < J.n1; f += 32)  /* sample f sits at padded p = f + W - 1 */
         grad[(long long)f * B + J.b] = (float)(Q[f - J.n0 + W] - Q[f - J.n0]);
+}
+extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_grad(
+        const float *a, const float *b, const float *adj, float *grad, int B, int N, int chunk) {
+    grad_body<false>(a, b, adj, nullptr, grad, B, N, chunk);
+}
+/* the gradient and, from the same sums, the loss of a forward pass from a zero window history */
+extern "C" __global__ void __launch_bounds__(32 * WPB) dgen_sdft_grad_loss(
+        const float *a, const float *b, const float *adj, float *loss, float *grad, int B, int N, int chunk) {
+    grad_body<true>(a, b, adj, loss, grad, B, N, chunk);
 }
 """
 _MODULES = {}
@@ -305,3 +321,13 @@ def grad(cp, W, a, b, adj):
     """(N, B) gradient by a's samples of sum_n adj[n] loss[n] (zero window history)."""
     N, B = a.shape
     return _launch(cp, "dgen_sdft_grad", W, B, N, *(_f32(cp, v) for v in (a, b, adj)))
+
+
+def grad_and_loss(cp, W, a, b, adj):
+    """(gradient, loss) as `grad` and `loss` give them with a zero window history, from one
+    pass: the gradient kernel walks the same windows with the same sums, so the loss of each
+    frame costs a magnitude difference more per bin (a training step's forward loss)."""
+    N, B = a.shape
+    frame_loss = cp.empty((N, B), cp.float32)
+    g = _launch(cp, "dgen_sdft_grad_loss", W, B, N, *(_f32(cp, v) for v in (a, b, adj)), frame_loss)
+    return g, frame_loss

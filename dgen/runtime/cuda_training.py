@@ -10,9 +10,13 @@ the full adjoint, which also returns input gradients.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..train.program import TrainingProgram
+from . import cuda_sdft
+from .cuda_buffer import carry_history
 
 F32 = np.dtype(np.float32)
 
@@ -35,18 +39,52 @@ class CudaTrainingProgram(TrainingProgram):
             rows[step.loss_id] = (cp.asarray(brows, cp.int64), cp.asarray(frows, cp.int64)) if brows else None
         return rows[step.loss_id]
 
-    def run_step(self, step, chans, frames, bmem):
+    def run_step(self, step, chans, frames, bmem, fresh=False):
         """Forward from the current memory, then backward into `bmem` (zeroed here). Returns
-        the loss per instance as a (B,) float64 device array."""
+        the loss per instance as a (B,) float64 device array. fresh: the memory is the reset
+        state (TrainingContext.train starts every step there), so a hop-1 spectral loss's window
+        history is zero and its forward value can come out of its gradient kernel (fused_loss)."""
         cp, fwd, B = self.forward.cp, self.forward, self.instances
-        values = step.forward_kernel.execute(fwd.mem_view(), frames, chans)
-        loss = values[step.loss_id].reshape(frames, B).astype(cp.float64).mean(axis=0)
+        fused = self.fused_loss(step) if fresh else None
+        if fused is None:
+            values = step.forward_kernel.execute(fwd.mem_view(), frames, chans)
+            self._lean_backward(step, chans, frames, bmem, values)
+        else:
+            stand_in = {fused.forward_id: self._loss_stand_in(step, chans, frames, bmem, fused)}
+            values = step.forward_kernel.execute(fwd.mem_view(), frames, chans, override=stand_in)
+        return values[step.loss_id].reshape(frames, B).mean(axis=0, dtype=cp.float64)  # no float64 copy
+
+    def fused_loss(self, step):
+        """fused_spectral_loss(step), found once per loss."""
+        found = self.__dict__.setdefault("_fused_losses", {})
+        if step.loss_id not in found:
+            found[step.loss_id] = fused_spectral_loss(step)
+        return found[step.loss_id]
+
+    def _lean_backward(self, step, chans, frames, bmem, values, override=None):
+        fwd, B = self.forward, self.instances
         bmem.fill(0)
         rows = self.device_rows(step)
         if rows is not None:
             bmem[rows[0]] = fwd.mem[rows[1]]
         tape = {i: values[i] for i in step.tape_ids}
-        step.backward_kernel.execute(bmem[:, 0] if B == 1 else bmem, frames, chans, tape)
+        step.backward_kernel.execute(bmem[:, 0] if B == 1 else bmem, frames, chans, tape, override)
+
+    def _loss_stand_in(self, step, chans, frames, bmem, fused):
+        """The forward spectral loss op's stand-in: the whole backward pass, whose gradient
+        kernel also returns the loss of each frame; then the loss's window history as the op
+        would leave it. The forward steps after it (the loss's own sum) run after the backward."""
+        cp, found = self.forward.cp, {}
+
+        def gradient_and_loss(values, sub, adj, a, b):
+            grad, found["loss"] = cuda_sdft.grad_and_loss(cp, fused.window, a, b, adj)
+            return grad
+
+        def loss(values, sub, a, b):
+            self._lean_backward(step, chans, frames, bmem, values, {fused.backward_id: gradient_and_loss})
+            carry_history(cp, sub, fused.window, a, b)
+            return found["loss"]
+
         return loss
 
     def forward_backward(self, loss=None, inputs=None, parameters=None):
@@ -77,3 +115,45 @@ class CudaTrainingProgram(TrainingProgram):
     def vjp(self, *args, **kwargs):
         with self.forward.on_host():
             return super().vjp(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class FusedLoss:
+    forward_id: int  # the forward spectral_loss node
+    backward_id: int  # the backward spectral_loss_grad node of the same signals
+    window: int
+
+
+def fused_spectral_loss(step):
+    """A hop-1 spectral loss whose forward value a training step can take from its gradient
+    kernel, or None. Legal when every tape the backward reads is written before the loss's
+    buffer step (the backward then runs in its place) and the backward has the loss's gradient
+    by its first signal: a spectral_loss_grad node over tapes of the same two signals."""
+    fk, bk = step.forward_kernel, step.backward_kernel
+    written = set()
+    for st in fk.csource.steps:
+        if st.kind == "buffer":
+            for n in st.block.nodes:
+                op = fk.graph.nodes[n].op
+                if op.name == "spectral_loss" and cuda_sdft.usable(op.window, op.hop) and set(step.tape_ids) <= written:
+                    match = _gradient_node(bk.graph, fk.graph.nodes[n].inputs, op.window)
+                    if match is not None:
+                        return FusedLoss(n, match, op.window)
+            written.update(st.block.nodes)
+        else:
+            written.update(s.node for s in st.stage.slots if st.stage.written(s))
+    return None
+
+
+def _gradient_node(graph, signals, window):
+    """The node of `graph` computing spectral_loss_grad(adj, tape(a), tape(b)), (a, b) = signals."""
+    found = [
+        nd.id
+        for nd in graph.nodes
+        if nd.op.name == "spectral_loss_grad"
+        and nd.op.window == window
+        and nd.op.hop == 1
+        and all(graph.nodes[i].op.name == "tape" for i in nd.inputs[1:])
+        and tuple(graph.nodes[i].op.ref_id for i in nd.inputs[1:]) == tuple(signals)
+    ]
+    return found[0] if len(found) == 1 else None

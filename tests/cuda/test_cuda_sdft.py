@@ -76,3 +76,27 @@ def test_zero_frames_launch_nothing():
     assert spectral_loss(cp, op, mem, empty, empty).shape == (0, 3)
     assert spectral_loss_grad(cp, gop, None, empty, empty, empty).shape == (0, 3)
     assert float(mem.sum().get()) == (2 * W - 1) * 3  # the history (and the hop phase) unchanged
+
+
+@pytest.mark.parametrize("warps", [2048, 1])
+def test_gradient_kernel_gives_the_loss_of_a_zero_history(warps, monkeypatch):
+    """grad_and_loss: the gradient as `grad` gives it and, from the same sums, the loss as the
+    loss kernel (and the float64 reference) give it after a zero window history."""
+    import cupy as cp
+
+    from dgen.runtime import cuda_sdft
+
+    monkeypatch.setattr(cuda_sdft, "WARPS", warps)
+    W, frames, instances = 64, 1100, 3
+    rng = np.random.default_rng(5)
+    a, b, adj = (rng.standard_normal((frames, instances)).astype(np.float32) for _ in range(3))
+    da, db, dadj = (cp.asarray(v) for v in (a, b, adj))
+    grad, loss = (v.get() for v in cuda_sdft.grad_and_loss(cp, W, da, db, dadj))
+    want_grad = cuda_sdft.grad(cp, W, da, db, dadj).get()
+    assert_close(grad, want_grad, rtol=1e-6, atol=1e-6 * np.abs(want_grad).max(), what="gradient")
+    zeros = cp.zeros((W - 1, instances), cp.float32)
+    want = cuda_sdft.loss(cp, W, zeros, da, zeros, db).get()
+    assert_close(loss, want, rtol=1e-6, atol=1e-6 * np.abs(want).max(), what="loss vs loss kernel")
+    op = Op.spectral_loss(dgen.Graph().alloc(2 * W - 1), W, 1)
+    ref = op.run(np.zeros((2 * W - 1, instances)), 0, a.astype(np.float64), b.astype(np.float64))
+    assert_close(loss, ref, rtol=2e-6, atol=1e-6 * np.abs(ref).max(), what="loss vs reference")

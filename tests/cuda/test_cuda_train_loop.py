@@ -127,3 +127,27 @@ def test_uncapturable_step_falls_back_to_launches():
     for a, b in zip(fused.history, stepped.history):
         assert_close(np.asarray(a["loss"]), np.asarray(b["loss"]), rtol=1e-6, atol=0, what="loss")
         assert_close(np.asarray(a["frequency"]), np.asarray(b["frequency"]), rtol=1e-9, atol=0, what="freq")
+
+
+def test_seed_step_takes_its_loss_from_the_gradient_kernel():
+    """From the reset state (every step of ctx.train), the spectral loss's forward value comes
+    out of its gradient kernel: the same loss, gradients and state after the step as the
+    forward op followed by the backward pass."""
+    import cupy as cp
+
+    g, params, loss = seed_fit(3)
+    prog = dgen.compile(g, backend="cuda", frame_count=1024, backwards=True, instances=3)
+    step = prog.lean(loss)
+    assert prog.fused_loss(step) is not None
+    results = []
+    for fresh in (False, True):
+        prog.forward.reset()
+        prog.forward._sync_parameters()
+        bmem = cp.zeros((step.size, 3), cp.float32)
+        chans = prog.forward.channel_arrays(prog.step_inputs(None, "train"))
+        per_instance = prog.run_step(step, chans, 1024, bmem, fresh=fresh)
+        results.append((per_instance.get(), bmem.get(), prog.forward.mem.get()))
+    (loss0, grads0, mem0), (loss1, grads1, mem1) = results
+    assert_close(loss1, loss0, rtol=1e-6, atol=0, what="loss per instance")
+    assert_close(grads1, grads0, rtol=1e-6, atol=1e-6 * np.abs(grads0).max(), what="backward memory")
+    np.testing.assert_array_equal(mem1, mem0)  # phasor states and the window history
