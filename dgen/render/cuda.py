@@ -111,6 +111,7 @@ class CudaLaunch:
     reads: tuple[int, ...]  # arrays read (input/tape slots through their alias node)
     writes: tuple[int, ...]  # arrays written: values used by other blocks, steps or the caller
     scan: int = 0  # cells of a sequential block that also has chunked-scan kernels (cuda_scan.py)
+    chains: int = 1  # independent chains of a sequential block: launched as gridDim.y
 
     def names(self) -> list[str]:
         return [self.name] + [f"{self.name}_p{k}" for k in (1, 2, 3) if self.scan]
@@ -180,29 +181,47 @@ class _StageWriter:
         nodes = [n for n in block.nodes if self.g.nodes[n].op.name not in SOURCES and n not in skip]
         if not nodes:
             return None
-        local = set(nodes)
-        reads = []
-        for n in nodes:
-            for i in self.g.nodes[n].inputs:
-                if i not in local and i not in skip and self.src(i) not in reads:
-                    reads.append(self.src(i))
+        reads = self.reads_of(nodes)
         writes = [n for n in nodes if n in self.st.buffered or n in self.outs]
         seq = block.kind == SEQUENTIAL
-        cells = [
-            c
-            for c in self.st.cells
-            if any(self.g.nodes[n].op.cell is not None and self.g.nodes[n].op.cell.id == c for n in nodes)
-        ]
+        cells = self.cells_of(nodes)
         L = self.head(name, block.kind, len(nodes), reads, writes, seq)
-        L += [f"    float s{c} = mem[(long long){self.layout.offsets[c]} * B + b];" for c in cells]
-        inner = self.body(nodes, reads, writes, seq)
-        L += self.frame_tiles(reads, inner) if seq else ["    " + line for line in inner]
-        L += [f"    mem[(long long){self.layout.offsets[c]} * B + b] = s{c};" for c in cells]
+        groups = [g for g in ([n for n in ch if n in set(nodes)] for ch in block.chains) if g] if seq else []
+        if len(groups) > 1:  # independent chains: one per blockIdx.y, each a shorter instruction stream
+            L += ["    switch (blockIdx.y) {"]
+            for j, group in enumerate(groups):
+                walk = ["    " + line for line in self.walk(group, writes, seq)]
+                L += [f"    case {j}: {{", *walk, "        break;", "    }"]
+            L += ["    }"]
+        else:
+            L += self.walk(nodes, writes, seq)
         L += ["}", ""]
         affine = scan_cells(self.g, nodes, cells) if seq else None
         if affine is not None:
             L += ScanWriter(self, name, nodes, reads, writes, cells, affine).kernels()
-        return L, CudaLaunch(name, block.kind, tuple(reads), tuple(writes), len(cells) if affine else 0)
+        scan = len(cells) if affine else 0
+        return L, CudaLaunch(name, block.kind, tuple(reads), tuple(writes), scan, max(1, len(groups)))
+
+    def reads_of(self, nodes) -> list[int]:
+        """Arrays the nodes read: values from other blocks or steps (through their alias)."""
+        local, skip, reads = set(nodes), self.st.invariant, []
+        for n in nodes:
+            for i in self.g.nodes[n].inputs:
+                if i not in local and i not in skip and self.src(i) not in reads:
+                    reads.append(self.src(i))
+        return reads
+
+    def cells_of(self, nodes) -> list[int]:
+        ids = {self.g.nodes[n].op.cell.id for n in nodes if self.g.nodes[n].op.cell is not None}
+        return [c for c in self.st.cells if c in ids]
+
+    def walk(self, nodes, writes, seq) -> list[str]:
+        """The nodes over every frame: their cells loaded, the frames, the cells stored."""
+        reads, cells = self.reads_of(nodes), self.cells_of(nodes)
+        L = [f"    float s{c} = mem[(long long){self.layout.offsets[c]} * B + b];" for c in cells]
+        inner = self.body(nodes, reads, [n for n in writes if n in set(nodes)], seq)
+        L += self.frame_tiles(reads, inner) if seq else ["    " + line for line in inner]
+        return L + [f"    mem[(long long){self.layout.offsets[c]} * B + b] = s{c};" for c in cells]
 
     def head(self, name, kind, n_nodes, reads, writes, seq) -> list[str]:
         """Signature, thread index (instance b; frame too for vector kernels) and uniforms."""
