@@ -74,6 +74,82 @@ def scan_cells(graph, nodes, cells) -> dict[int, bool] | None:
     return affine_nodes(graph, nodes)
 
 
+# Pass 2 (ScanWriter.pass2); K cells, INVARIANT: every chunk has the same M (pass 1 still
+# writes it with each summary). A chunk's map is s -> cv + cM s; "x after y" composes maps.
+PASS2 = r"""/* scan pass 2 of @NAME@: chunk start states, one warp per instance */
+@KERNEL@ @NAME@_p2(float *@R@ mem, const int frames, const int B, const int chunk,
+        const float *@R@ fin, float *@R@ init) {
+#define SUMMARY(c, e, j) fin[(((long long)(c) * (@K@ + 1) + (e)) * @K@ + (j)) * B + b]
+    const int lane = threadIdx.x & 31;
+    const int b = (int)(((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5);
+    if (b >= B) return;  /* b is the same across a warp: whole warps leave */
+    const int C = (frames + chunk - 1) / chunk, R = (C + 31) / 32;
+    const int c0 = min(C, lane * R), c1 = min(C, c0 + R);
+    float s0[@K@], v[@K@], M[@K@][@K@], pv[@K@], pM[@K@][@K@], cv[@K@], cM[@K@][@K@], T[@K@][@K@];
+    @LOAD_S0@
+    for (int r = 0; r < @K@; r++) {
+        v[r] = 0.0f;
+        for (int q = 0; q < @K@; q++) M[r][q] = r == q ? 1.0f : 0.0f;
+    }
+    if (@INV@ && C > 1)
+        for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) cM[r][q] = SUMMARY(0, 1 + q, r);
+    /* (v, M) <- chunk c after (v, M) over the lane's chunks; the last chunk's map is never needed */
+    for (int c = c0; c < c1 && c < C - 1; c++) {
+        for (int r = 0; r < @K@; r++) cv[r] = SUMMARY(c, 0, r);
+        if (!@INV@)
+            for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) cM[r][q] = SUMMARY(c, 1 + q, r);
+        for (int r = 0; r < @K@; r++) {
+            T[r][0] = cv[r];
+            for (int q = 0; q < @K@; q++) T[r][0] += cM[r][q] * v[q];
+        }
+        for (int r = 0; r < @K@; r++) v[r] = T[r][0];
+        for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) {
+            T[r][q] = 0.0f; for (int e = 0; e < @K@; e++) T[r][q] += cM[r][e] * M[e][q];
+        }
+        for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) M[r][q] = T[r][q];
+    }
+    /* inclusive scan of the lanes' maps, then (d = 32) lane l takes lane l - 1's */
+    for (int d = 1; d <= 32; d <<= 1) {
+        const int from = d < 32 ? d : 1;
+        for (int r = 0; r < @K@; r++) {
+            pv[r] = __shfl_up_sync(0xffffffffu, v[r], from);
+            for (int q = 0; q < @K@; q++) pM[r][q] = __shfl_up_sync(0xffffffffu, M[r][q], from);
+        }
+        if (d == 32) break;
+        if (lane >= d) {  /* (v, M) <- (v, M) after (pv, pM) */
+            for (int r = 0; r < @K@; r++) {
+                T[r][0] = v[r];
+                for (int q = 0; q < @K@; q++) T[r][0] += M[r][q] * pv[q];
+            }
+            for (int r = 0; r < @K@; r++) v[r] = T[r][0];
+            for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) {
+                T[r][q] = 0.0f; for (int e = 0; e < @K@; e++) T[r][q] += M[r][e] * pM[e][q];
+            }
+            for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) M[r][q] = T[r][q];
+        }
+    }
+    /* the lane's first chunk starts where the chunks before it take the call's start state */
+    for (int r = 0; r < @K@; r++) {
+        v[r] = lane ? pv[r] : 0.0f;
+        for (int q = 0; q < @K@; q++) v[r] += (lane ? pM[r][q] : (float)(r == q)) * s0[q];
+    }
+    for (int c = c0; c < c1; c++) {
+        for (int r = 0; r < @K@; r++) init[((long long)c * @K@ + r) * B + b] = v[r];
+        if (c == C - 1) break;
+        for (int r = 0; r < @K@; r++) cv[r] = SUMMARY(c, 0, r);
+        if (!@INV@)
+            for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) cM[r][q] = SUMMARY(c, 1 + q, r);
+        for (int r = 0; r < @K@; r++) {
+            T[r][0] = cv[r];
+            for (int q = 0; q < @K@; q++) T[r][0] += cM[r][q] * v[q];
+        }
+        for (int r = 0; r < @K@; r++) v[r] = T[r][0];
+    }
+#undef SUMMARY
+}
+"""
+
+
 class ScanWriter:
     """The three kernels of one scannable block, written with the stage writer's spelling."""
 
@@ -214,51 +290,18 @@ class ScanWriter:
         return L
 
     def pass2(self) -> list[str]:
-        R, k = self.w.r.restrict, self.k
-        args = ", ".join(
-            [
-                f"float *{R} mem",
-                "const int frames",
-                "const int B",
-                "const int chunk",
-                f"const float *{R} fin",
-                f"float *{R} init",
-            ]
-        )
-        offs = [self.w.layout.offsets[cid] for cid in self.cells]
-        L = [
-            f"/* scan pass 2 of {self.name}: chunk start states in order */",
-            f"{self.w.r.kernel_prefix} {self.name}_p2({args}) {{",
-            "    const int b = blockIdx.x * blockDim.x + threadIdx.x;",
-            "    if (b >= B) return;",
-            "    const int C = (frames + chunk - 1) / chunk;",
-        ]
-        L += [f"    float s{j} = mem[(long long){off} * B + b];" for j, off in enumerate(offs)]
-        # the summary of chunk c + 1 is loaded while chunk c's is applied: each step of this
-        # walk depends on the last, so a load per step would put its latency on the chain
-        kept = [(e, j) for e in range(1 + k) for j in range(k) if e == 0 or not self.invariant]
-        L += [f"    float f{e}_{j} = C > 1 ? {self.fin(e, j, '0')} : 0.0f;" for e, j in kept]
-        if self.invariant:  # the same M for every chunk
-            L += [
-                f"    const float f{1 + m}_{j} = C > 1 ? {self.fin(1 + m, j, '0')} : 0.0f;"
-                for m in range(k)
-                for j in range(k)
-            ]
-        L += ["    for (int c = 0; c < C; c++) {"]
-        L += [f"        init[((long long)c * {k} + {j}) * B + b] = s{j};" for j in range(k)]
-        L += ["        if (c == C - 1) break;"]
-        L += [f"        const float g{e}_{j} = f{e}_{j};" for e, j in kept]
-        L += [
-            "        if (c + 1 < C - 1) {",
-            *(f"            f{e}_{j} = {self.fin(e, j, 'c + 1')};" for e, j in kept),
-            "        }",
-        ]
-        for j in range(k):
-            M = "f" if self.invariant else "g"  # M's columns: loaded once, or this chunk's
-            terms = " + ".join([f"g0_{j}"] + [f"{M}{1 + m}_{j} * s{m}" for m in range(k)])
-            L.append(f"        const float n{j} = {terms};")
-        L += [f"        s{j} = n{j};" for j in range(k)] + ["    }", "}", ""]
-        return L
+        """One warp per instance: each lane composes the maps of its run of chunks, a warp scan
+        (shuffles) composes the lanes' maps, and each lane walks its run from the state the
+        lanes before it reach. (One thread per instance walked all chunks, one dependent step
+        each, waiting on each summary's load; now the loads are in flight together.)"""
+        offsets = [self.w.layout.offsets[cid] for cid in self.cells]
+        loads = "\n    ".join(f"s0[{j}] = mem[(long long){off} * B + b];" for j, off in enumerate(offsets))
+        fill = {"@NAME@": self.name, "@KERNEL@": self.w.r.kernel_prefix, "@R@": self.w.r.restrict}
+        fill.update({"@LOAD_S0@": loads, "@INV@": str(int(self.invariant)), "@K@": str(self.k)})
+        code = PASS2
+        for key, value in fill.items():
+            code = code.replace(key, value)
+        return code.split("\n")
 
     def pass3(self) -> list[str]:
         R = self.w.r.restrict

@@ -196,7 +196,7 @@ class CudaKernel:
         common = (dmem, *fb, np.int32(chunk))
         threads = 64
         functions[f"{launch.name}_p1"]((-(-(C - 1) * B // threads),), (threads,), (*common, fin, *reads))
-        functions[f"{launch.name}_p2"]((-(-B // threads),), (threads,), (*common, fin, init))
+        functions[f"{launch.name}_p2"]((-(-B * 32 // threads),), (threads,), (*common, fin, init))  # a warp each
         functions[f"{launch.name}_p3"]((-(-C * B // threads),), (threads,), (*common, init, *arrays))
 
     def _whole(self, cp, i, dmem, values, ins, tape, frames, B):
