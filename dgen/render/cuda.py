@@ -114,7 +114,8 @@ class CudaLaunch:
     chains: int = 1  # independent chains of a sequential block: launched as gridDim.y
 
     def names(self) -> list[str]:
-        return [self.name] + [f"{self.name}_p{k}" for k in (1, 2, 3) if self.scan]
+        passes = (1, 2, 3) if self.writes else (1, 2)  # cuda_scan: no pass 3 without signals to write
+        return [self.name] + [f"{self.name}_p{k}" for k in passes if self.scan]
 
 
 @dataclass(frozen=True)

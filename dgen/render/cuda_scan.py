@@ -74,8 +74,10 @@ def scan_cells(graph, nodes, cells) -> dict[int, bool] | None:
     return affine_nodes(graph, nodes)
 
 
-# Pass 2 (ScanWriter.pass2); K cells, INVARIANT: every chunk has the same M (pass 1 still
-# writes it with each summary). A chunk's map is s -> cv + cM s; "x after y" composes maps.
+# Pass 2 (ScanWriter.pass2); @K@ cells; @INV@: every chunk has the same M (pass 1 still writes
+# it with each summary); @FINAL@: no pass 3 follows (the block writes no signals), so pass 1
+# summarised the last chunk too and pass 2 stores the end state instead of chunk start states.
+# A chunk's map is s -> cv + cM s; "x after y" composes maps.
 PASS2 = r"""/* scan pass 2 of @NAME@: chunk start states, one warp per instance */
 @KERNEL@ @NAME@_p2(float *@R@ mem, const int frames, const int B, const int chunk,
         const float *@R@ fin, float *@R@ init) {
@@ -91,7 +93,7 @@ PASS2 = r"""/* scan pass 2 of @NAME@: chunk start states, one warp per instance 
         v[r] = 0.0f;
         for (int q = 0; q < @K@; q++) M[r][q] = r == q ? 1.0f : 0.0f;
     }
-    if (@INV@ && C > 1)
+    if (@INV@ && (C > 1 || @FINAL@))
         for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) cM[r][q] = SUMMARY(0, 1 + q, r);
     /* (v, M) <- chunk c after (v, M) over the lane's chunks; the last chunk's map is never needed */
     for (int c = c0; c < c1 && c < C - 1; c++) {
@@ -134,8 +136,8 @@ PASS2 = r"""/* scan pass 2 of @NAME@: chunk start states, one warp per instance 
         for (int q = 0; q < @K@; q++) v[r] += (lane ? pM[r][q] : (float)(r == q)) * s0[q];
     }
     for (int c = c0; c < c1; c++) {
-        for (int r = 0; r < @K@; r++) init[((long long)c * @K@ + r) * B + b] = v[r];
-        if (c == C - 1) break;
+        if (!@FINAL@) for (int r = 0; r < @K@; r++) init[((long long)c * @K@ + r) * B + b] = v[r];
+        if (c == C - 1 && !@FINAL@) break;
         for (int r = 0; r < @K@; r++) cv[r] = SUMMARY(c, 0, r);
         if (!@INV@)
             for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) cM[r][q] = SUMMARY(c, 1 + q, r);
@@ -144,6 +146,9 @@ PASS2 = r"""/* scan pass 2 of @NAME@: chunk start states, one warp per instance 
             for (int q = 0; q < @K@; q++) T[r][0] += cM[r][q] * v[q];
         }
         for (int r = 0; r < @K@; r++) v[r] = T[r][0];
+    }
+    if (@FINAL@ && c0 < c1 && c1 == C) {  /* no pass 3: the lane with the last chunk stores the end state */
+        @STORE@
     }
 #undef SUMMARY
 }
@@ -161,7 +166,9 @@ class ScanWriter:
         self.invariant = self.time_invariant()
 
     def kernels(self) -> list[str]:
-        return self.pass1() + self.pass2() + self.pass3()
+        """Passes 1 to 3; a block that writes no signals (gradient accumulators) has no pass
+        3: pass 1 summarises every chunk and pass 2 stores the final state."""
+        return self.pass1() + self.pass2() + (self.pass3() if self.writes else [])
 
     # ------------------------------------------------------------------ pieces
     def head(self, suffix, extra_args, last_chunk_too=True) -> list[str]:
@@ -251,7 +258,7 @@ class ScanWriter:
     def pass1(self) -> list[str]:
         R = self.w.r.restrict
         reads = [f"const float *{R} a{i}" for i in self.reads]
-        L = self.head("p1", [f"float *{R} fin", *reads], last_chunk_too=False)
+        L = self.head("p1", [f"float *{R} fin", *reads], last_chunk_too=not self.writes)
         L += [f"    float s{cid} = 0.0f;" for cid in self.cells]
         L += self.loop(self.body(with_writes=False))
         L += [f"    {self.fin(0, j)} = s{cid};" for j, cid in enumerate(self.cells)]
@@ -298,6 +305,8 @@ class ScanWriter:
         loads = "\n    ".join(f"s0[{j}] = mem[(long long){off} * B + b];" for j, off in enumerate(offsets))
         fill = {"@NAME@": self.name, "@KERNEL@": self.w.r.kernel_prefix, "@R@": self.w.r.restrict}
         fill.update({"@LOAD_S0@": loads, "@INV@": str(int(self.invariant)), "@K@": str(self.k)})
+        fill["@FINAL@"] = str(int(not self.writes))
+        fill["@STORE@"] = "\n        ".join(f"mem[(long long){off} * B + b] = v[{j}];" for j, off in enumerate(offsets))
         code = PASS2
         for key, value in fill.items():
             code = code.replace(key, value)

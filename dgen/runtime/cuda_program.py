@@ -194,10 +194,11 @@ class CudaKernel:
         fin = cp.empty((C * (k + 1) * k, B), F32)
         init = cp.empty((C * k, B), F32)
         common = (dmem, *fb, np.int32(chunk))
-        threads = 64
-        functions[f"{launch.name}_p1"]((-(-(C - 1) * B // threads),), (threads,), (*common, fin, *reads))
+        threads, summarised = 64, C if not launch.writes else C - 1  # no pass 3: pass 2 stores the end
+        functions[f"{launch.name}_p1"]((-(-summarised * B // threads),), (threads,), (*common, fin, *reads))
         functions[f"{launch.name}_p2"]((-(-B * 32 // threads),), (threads,), (*common, fin, init))  # a warp each
-        functions[f"{launch.name}_p3"]((-(-C * B // threads),), (threads,), (*common, init, *arrays))
+        if launch.writes:
+            functions[f"{launch.name}_p3"]((-(-C * B // threads),), (threads,), (*common, init, *arrays))
 
     def _whole(self, cp, i, dmem, values, ins, tape, frames, B):
         """Node i as a whole (frames, B) signal (buffer-op operands and kept sources)."""
