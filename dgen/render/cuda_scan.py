@@ -82,6 +82,12 @@ PASS2 = r"""/* scan pass 2 of @NAME@: chunk start states, one warp per instance 
 @KERNEL@ @NAME@_p2(float *@R@ mem, const int frames, const int B, const int chunk,
         const float *@R@ fin, float *@R@ init) {
 #define SUMMARY(c, e, j) fin[(((long long)(c) * (@K@ + 1) + (e)) * @K@ + (j)) * B + b]
+#define EACH(r) for (int r = 0; r < @K@; r++)
+#define LOAD_CHUNK(c) { EACH(r) cv[r] = SUMMARY(c, 0, r); if (!@INV@) EACH(r) EACH(q) cM[r][q] = SUMMARY(c, 1 + q, r); }
+/* x = a + y b (vectors) and x = y z (matrices), through T */
+#define AFFINE(x, a, y, b) { EACH(r) { T[r][0] = a[r]; EACH(q) T[r][0] += y[r][q] * b[q]; } EACH(r) x[r] = T[r][0]; }
+#define MATMUL(x, y, z) { EACH(r) EACH(q) { T[r][q] = 0.0f; EACH(e) T[r][q] += y[r][e] * z[e][q]; } \
+                          EACH(r) EACH(q) x[r][q] = T[r][q]; }
     const int lane = threadIdx.x & 31;
     const int b = (int)(((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5);
     if (b >= B) return;  /* b is the same across a warp: whole warps leave */
@@ -89,68 +95,46 @@ PASS2 = r"""/* scan pass 2 of @NAME@: chunk start states, one warp per instance 
     const int c0 = min(C, lane * R), c1 = min(C, c0 + R);
     float s0[@K@], v[@K@], M[@K@][@K@], pv[@K@], pM[@K@][@K@], cv[@K@], cM[@K@][@K@], T[@K@][@K@];
     @LOAD_S0@
-    for (int r = 0; r < @K@; r++) {
-        v[r] = 0.0f;
-        for (int q = 0; q < @K@; q++) M[r][q] = r == q ? 1.0f : 0.0f;
-    }
-    if (@INV@ && (C > 1 || @FINAL@))
-        for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) cM[r][q] = SUMMARY(0, 1 + q, r);
+    EACH(r) { v[r] = 0.0f; EACH(q) M[r][q] = r == q ? 1.0f : 0.0f; }
+    if (@INV@ && (C > 1 || @FINAL@)) EACH(r) EACH(q) cM[r][q] = SUMMARY(0, 1 + q, r);
     /* (v, M) <- chunk c after (v, M) over the lane's chunks; the last chunk's map is never needed */
     for (int c = c0; c < c1 && c < C - 1; c++) {
-        for (int r = 0; r < @K@; r++) cv[r] = SUMMARY(c, 0, r);
-        if (!@INV@)
-            for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) cM[r][q] = SUMMARY(c, 1 + q, r);
-        for (int r = 0; r < @K@; r++) {
-            T[r][0] = cv[r];
-            for (int q = 0; q < @K@; q++) T[r][0] += cM[r][q] * v[q];
-        }
-        for (int r = 0; r < @K@; r++) v[r] = T[r][0];
-        for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) {
-            T[r][q] = 0.0f; for (int e = 0; e < @K@; e++) T[r][q] += cM[r][e] * M[e][q];
-        }
-        for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) M[r][q] = T[r][q];
+        LOAD_CHUNK(c)
+        AFFINE(v, cv, cM, v)
+        MATMUL(M, cM, M)
     }
     /* inclusive scan of the lanes' maps, then (d = 32) lane l takes lane l - 1's */
     for (int d = 1; d <= 32; d <<= 1) {
         const int from = d < 32 ? d : 1;
-        for (int r = 0; r < @K@; r++) {
+        EACH(r) {
             pv[r] = __shfl_up_sync(0xffffffffu, v[r], from);
-            for (int q = 0; q < @K@; q++) pM[r][q] = __shfl_up_sync(0xffffffffu, M[r][q], from);
+            EACH(q) pM[r][q] = __shfl_up_sync(0xffffffffu, M[r][q], from);
         }
         if (d == 32) break;
         if (lane >= d) {  /* (v, M) <- (v, M) after (pv, pM) */
-            for (int r = 0; r < @K@; r++) {
-                T[r][0] = v[r];
-                for (int q = 0; q < @K@; q++) T[r][0] += M[r][q] * pv[q];
-            }
-            for (int r = 0; r < @K@; r++) v[r] = T[r][0];
-            for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) {
-                T[r][q] = 0.0f; for (int e = 0; e < @K@; e++) T[r][q] += M[r][e] * pM[e][q];
-            }
-            for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) M[r][q] = T[r][q];
+            AFFINE(v, v, M, pv)
+            MATMUL(M, M, pM)
         }
     }
     /* the lane's first chunk starts where the chunks before it take the call's start state */
-    for (int r = 0; r < @K@; r++) {
+    EACH(r) {
         v[r] = lane ? pv[r] : 0.0f;
-        for (int q = 0; q < @K@; q++) v[r] += (lane ? pM[r][q] : (float)(r == q)) * s0[q];
+        EACH(q) v[r] += (lane ? pM[r][q] : (float)(r == q)) * s0[q];
     }
     for (int c = c0; c < c1; c++) {
-        if (!@FINAL@) for (int r = 0; r < @K@; r++) init[((long long)c * @K@ + r) * B + b] = v[r];
+        if (!@FINAL@) EACH(r) init[((long long)c * @K@ + r) * B + b] = v[r];
         if (c == C - 1 && !@FINAL@) break;
-        for (int r = 0; r < @K@; r++) cv[r] = SUMMARY(c, 0, r);
-        if (!@INV@)
-            for (int r = 0; r < @K@; r++) for (int q = 0; q < @K@; q++) cM[r][q] = SUMMARY(c, 1 + q, r);
-        for (int r = 0; r < @K@; r++) {
-            T[r][0] = cv[r];
-            for (int q = 0; q < @K@; q++) T[r][0] += cM[r][q] * v[q];
-        }
-        for (int r = 0; r < @K@; r++) v[r] = T[r][0];
+        LOAD_CHUNK(c)
+        AFFINE(v, cv, cM, v)
     }
     if (@FINAL@ && c0 < c1 && c1 == C) {  /* no pass 3: the lane with the last chunk stores the end state */
         @STORE@
     }
 #undef SUMMARY
+#undef EACH
+#undef LOAD_CHUNK
+#undef AFFINE
+#undef MATMUL
 }
 """
 
