@@ -113,8 +113,13 @@ class CudaLaunch:
     scan: int = 0  # cells of a sequential block that also has chunked-scan kernels (cuda_scan.py)
     chains: int = 1  # independent chains of a sequential block: launched as gridDim.y
 
+    @property
+    def pass3(self) -> bool:
+        """Whether a scan has pass 3: without signals to write, pass 2 stores the end state."""
+        return bool(self.writes)
+
     def names(self) -> list[str]:
-        passes = (1, 2, 3) if self.writes else (1, 2)  # cuda_scan: no pass 3 without signals to write
+        passes = (1, 2, 3) if self.pass3 else (1, 2)
         return [self.name] + [f"{self.name}_p{k}" for k in passes if self.scan]
 
 

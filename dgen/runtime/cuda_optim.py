@@ -23,10 +23,10 @@ x = x < low ? low : (x > high ? high : x);  /* as clip: NaN stays NaN */
 value = x;
 start_mem[mem_rows[k] * B + b] = (float)x;
 """
-RULES = {  # optimizer class name -> (its state keys, extra inputs, the update of x from g)
+RULES = {  # optimizer class name -> (its state keys, the update of x from g); its `settings`
+    # (lr, beta1, ...) are the kernel's scalar inputs of the same names
     "Adam": (
         ("m", "v", "t"),
-        "float64 lr, float64 beta1, float64 beta2, float64 eps",
         """
 t = t + 1.0;
 m = beta1 * m + (1.0 - beta1) * g;
@@ -37,7 +37,6 @@ double x = value - lr * m_hat / (sqrt(v_hat) + eps);
     ),
     "SGD": (
         ("velocity",),
-        "float64 lr, float64 momentum",
         """
 double step = g;
 if (momentum != 0.0) { velocity = momentum * velocity + g; step = velocity; }
@@ -48,10 +47,11 @@ double x = value - lr * step;
 _KERNELS = {}
 
 
-def _kernel(cp, name):
+def _kernel(cp, name, settings):
     if name not in _KERNELS:
-        keys, extra, body = RULES[name]
+        keys, body = RULES[name]
         state = ", ".join(f"float64 {key}" for key in keys)
+        extra = ", ".join(f"float64 {s}" for s in settings)
         _KERNELS[name] = cp.ElementwiseKernel(
             f"{_COMMON_IN}, {extra}",
             f"{_COMMON_OUT}, {state}",
@@ -70,6 +70,7 @@ class DeviceOptimizer:
         self.cp, self.opt, self.dev = cp, optimizer, dev
         self.name = type(optimizer).__name__
         self.keys = RULES[self.name][0]
+        self.kernel = _kernel(cp, self.name, optimizer.settings)
         self.settings = tuple(getattr(optimizer, s) for s in optimizer.settings)
         self.state = {key: cp.zeros((len(dev.params), instances), cp.float64) for key in self.keys}
         for k, p in enumerate(dev.params):
@@ -81,8 +82,8 @@ class DeviceOptimizer:
     def __call__(self, bmem, grads, start_mem):
         """One step: gradients into `grads` (P, B), new values into dev.values and start_mem."""
         dev, B = self.dev, bmem.shape[1]
-        _kernel(self.cp, self.name)(
-            bmem, dev.grad_rows, dev.has_grad[:, 0], dev.low, dev.high, B, *self.settings,
+        self.kernel(
+            bmem, dev.grad_rows, dev.has_grad, dev.low, dev.high, B, *self.settings,
             dev.values, grads, start_mem, dev.mem_rows, *(self.state[key] for key in self.keys),
         )  # fmt: skip
 

@@ -194,10 +194,10 @@ class CudaKernel:
         fin = cp.empty((C * (k + 1) * k, B), F32)
         init = cp.empty((C * k, B), F32)
         common = (dmem, *fb, np.int32(chunk))
-        threads, summarised = 64, C if not launch.writes else C - 1  # no pass 3: pass 2 stores the end
+        threads, summarised = 64, C - 1 if launch.pass3 else C  # no pass 3: pass 1 summarises every chunk
         functions[f"{launch.name}_p1"]((-(-summarised * B // threads),), (threads,), (*common, fin, *reads))
         functions[f"{launch.name}_p2"]((-(-B * 32 // threads),), (threads,), (*common, fin, init))  # a warp each
-        if launch.writes:
+        if launch.pass3:
             functions[f"{launch.name}_p3"]((-(-C * B // threads),), (threads,), (*common, init, *arrays))
 
     def _whole(self, cp, i, dmem, values, ins, tape, frames, B):
@@ -223,14 +223,11 @@ class CudaKernel:
             nd = self.graph.nodes[n]
             cell = nd.op.cell
             rows = slice(self.layout.offsets[cell.id], self.layout.offsets[cell.id] + cell.size) if cell else None
-            if n in override:
+            stand_in, on_gpu = override.get(n), GPU_BUFFER_OPS.get(nd.op.name)
+            if stand_in is not None or on_gpu is not None:
                 args = [self._whole(cp, j, dmem, values, ins, tape, frames, B) for j in nd.inputs]
-                values[n] = override[n](values, dmem[rows] if cell else None, *args)
-                continue
-            on_gpu = GPU_BUFFER_OPS.get(nd.op.name)
-            if on_gpu is not None:
-                args = [self._whole(cp, j, dmem, values, ins, tape, frames, B) for j in nd.inputs]
-                values[n] = on_gpu(cp, nd.op, dmem[rows] if cell else None, *args)  # rows: a view
+                sub = dmem[rows] if cell else None  # rows: a view
+                values[n] = stand_in(values, sub, *args) if stand_in else on_gpu(cp, nd.op, sub, *args)
                 continue
             args = [cp.asnumpy(self._whole(cp, j, dmem, values, ins, tape, frames, B)) for j in nd.inputs]
             if B == 1:

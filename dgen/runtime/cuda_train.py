@@ -27,7 +27,7 @@ class _DeviceState:
         self.values, self.low, self.high = cp.asarray(table.start), cp.asarray(table.low), cp.asarray(table.high)
         self.mem_rows = cp.asarray([fwd.plan.layout.offsets[p.cell.id] for p in self.params], cp.int64)
         rows = [step.grad_rows.get(p.cell.id) for p in self.params]
-        self.has_grad = cp.asarray([[r is not None] for r in rows])
+        self.has_grad = cp.asarray([r is not None for r in rows])
         self.grad_rows = cp.asarray([0 if r is None else r for r in rows], cp.int64)
 
 
