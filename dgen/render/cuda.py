@@ -1,12 +1,16 @@
 """CUDA renderer: a scheduled graph -> CUDA C source (compiled at run time by NVRTC).
 
-The stages are the C backend's (`cstyle.split_stages`); each non-empty block of a stage
-becomes one kernel:
-- vector block: one thread per (frame, instance) pair;
-- sequential block: one thread per instance, frames in a loop (last to first for backward
+The stages are the C backend's (`cstyle.split_stages`); their blocks become kernels
+(`cuda_fuse.kernel_units`: vector blocks and feed-forward delay chains fused, small
+prologues folded into the sequential block that alone reads them):
+- vector kernel: a 2-D grid of (instance, frame lane) threads; each thread runs frames
+  lane, lane + lanes, ... of its instance, so the per-call invariants (filter coefficients
+  from parameters) are computed once per thread, not per frame;
+- sequential kernel: one thread per instance, frames in a loop (last to first for backward
   graphs), cell state (history, gradient accumulators) in registers for the whole loop.
-Memory is (cells, B) float32, instance-minor; every signal that crosses a block is a global
-(frames, B) array, so thread t of a vector kernel touches element t (coalesced). Kernels take
+Memory is (cells, B) float32, instance-minor; every signal that crosses kernels is a global
+(frames, B) array; neighbouring threads of a vector kernel touch neighbouring elements
+(instance fastest, then frame lane), so every access is coalesced. Kernels take
     (float *mem, int frames, int B, <read arrays...>, <written arrays...>)
 in the order `CudaLaunch.reads + CudaLaunch.writes`. Arithmetic is IEEE float32 without
 contraction (NVRTC --fmad=false) and without flushing denormals, so pure arithmetic matches
@@ -17,14 +21,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..analysis import SEQUENTIAL
-from .cstyle import SOURCES, CStyleRenderer, Step, float_literal, split_stages
+from ..analysis import SEQUENTIAL, VECTOR
+from .cstyle import CStyleRenderer, Step, float_literal, split_stages
+from .cuda_fuse import FusedFrame, kernel_units
 from .cuda_scan import ScanWriter, scan_cells
 
 # NVRTC options: no FMA contraction, IEEE division and sqrt, denormals kept (the defaults
 # except fmad): what the reference interpreter's float32 mode computes.
 NVRTC_OPTIONS = ("--fmad=false", "--std=c++17")
 VECTOR_THREADS = 256
+VECTOR_LANES = 1 << 20  # threads of a vector kernel at most (~4 per core slot of an H100/H200)
+
+
+def vector_grid(frames: int, B: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(grid, block) of a vector kernel: x over instances, y over frame lanes. A block is
+    VECTOR_THREADS threads, instance-fastest (one row of up to 256 instances; small B stacks
+    several frame lanes per block, so a warp still reads contiguous memory). Frame lanes stop
+    at VECTOR_LANES threads in all: beyond that each thread runs more frames, amortising
+    its invariants, instead of queueing more blocks."""
+    tx = min(B, VECTOR_THREADS)
+    ty = max(1, VECTOR_THREADS // tx)
+    lanes = max(1, min(frames, VECTOR_LANES // B))
+    return (-(-B // tx), -(-lanes // ty)), (tx, ty)
 
 
 def tile_frames(n_reads: int) -> int:
@@ -112,6 +130,7 @@ class CudaLaunch:
     writes: tuple[int, ...]  # arrays written: values used by other blocks, steps or the caller
     scan: int = 0  # cells of a sequential block that also has chunked-scan kernels (cuda_scan.py)
     chains: int = 1  # independent chains of a sequential block: launched as gridDim.y
+    end: bool = False  # a vector kernel with feed-forward cells: `_end` stores their end state
 
     @property
     def pass3(self) -> bool:
@@ -120,7 +139,7 @@ class CudaLaunch:
 
     def names(self) -> list[str]:
         passes = (1, 2, 3) if self.pass3 else (1, 2)
-        return [self.name] + [f"{self.name}_p{k}" for k in passes if self.scan]
+        return [self.name] + [f"{self.name}_p{k}" for k in passes if self.scan] + [f"{self.name}_end"] * self.end
 
 
 @dataclass(frozen=True)
@@ -169,44 +188,69 @@ class _StageWriter:
     def __init__(self, renderer, graph, layout, stage, reverse):
         self.r, self.g, self.layout, self.st, self.reverse = renderer, graph, layout, stage, reverse
         self.outs = {s.node for s in stage.slots if stage.written(s)}
+        self.consumers = {}
+        for nd in graph.nodes:
+            for i in nd.inputs:
+                self.consumers.setdefault(i, []).append(nd.id)
 
     def kernels(self) -> tuple[list[str], tuple[CudaLaunch, ...]]:
         code, launches = [], []
-        for k, block in enumerate(self.st.blocks):
-            made = self.kernel(f"{self.st.name}_b{k}", block)
-            if made is not None:
-                code += made[0]
-                launches.append(made[1])
+        for k, unit in enumerate(kernel_units(self.g, self.st)):
+            name = f"{self.st.name}_b{k}"
+            made = self.vector_kernel(name, unit) if unit.kind == VECTOR else self.sequential_kernel(name, unit)
+            code += made[0]
+            launches.append(made[1])
         return code, tuple(launches)
 
     def src(self, i) -> int:
         return self.st.alias.get(i, i)
 
-    def kernel(self, name, block):
-        skip = self.st.invariant
-        nodes = [n for n in block.nodes if self.g.nodes[n].op.name not in SOURCES and n not in skip]
-        if not nodes:
-            return None
-        reads = self.reads_of(nodes)
-        writes = [n for n in nodes if n in self.st.buffered or n in self.outs]
-        seq = block.kind == SEQUENTIAL
-        cells = self.cells_of(nodes)
-        L = self.head(name, block.kind, len(nodes), reads, writes, seq)
-        groups = [g for g in ([n for n in ch if n in set(nodes)] for ch in block.chains) if g] if seq else []
+    def writes_of(self, nodes) -> list[int]:
+        """Values the caller or another kernel reads: written to their arrays."""
+        local = set(nodes)
+        return [n for n in nodes if n in self.outs or any(c not in local for c in self.consumers.get(n, ()))]
+
+    def vector_kernel(self, name, unit):
+        """A vector run: one thread per (instance, frame lane); feed-forward history reads
+        recomputed from earlier frames (cuda_fuse.py), their end state stored by `_end`."""
+        nodes, frame = unit.nodes, FusedFrame(self, unit)
+        reads, writes = self.reads_of(nodes), self.writes_of(nodes)
+        starts = [f"    const float s{c} = mem[(long long){self.layout.offsets[c]} * B + b];" for c in unit.cells]
+        L = self.head(name, VECTOR, len(nodes), reads, writes, False) + starts
+        L += self.frame_lanes(frame.code(nodes, reads) + [f"a{n}[at] = v{n};" for n in writes]) + ["}", ""]
+        if unit.cells:
+            L += self.end_kernel(f"{name}_end", frame, reads, writes, starts)
+        return L, CudaLaunch(name, VECTOR, tuple(reads), tuple(writes), end=bool(unit.cells))
+
+    def end_kernel(self, name, frame, reads, writes, starts) -> list[str]:
+        """The feed-forward cells' end state: their writes at the last frame run, per instance."""
+        ends = frame.writes
+        L = self.head(name, "end state of vector", len(ends), reads, writes, True) + starts
+        L += ["    if (frames <= 0) return;", f"    const int i = {'0' if self.reverse else 'frames - 1'};"]
+        L += ["    const long long at = (long long)i * B + b;"]
+        L += ["    " + line for line in frame.code(list(ends.values()), reads)]
+        L += [f"    mem[(long long){self.layout.offsets[c]} * B + b] = v{w};" for c, w in ends.items()]
+        return L + ["}", ""]
+
+    def sequential_kernel(self, name, unit):
+        nodes = list(unit.nodes)
+        reads, writes, cells = self.reads_of(nodes), self.writes_of(nodes), self.cells_of(nodes)
+        L = self.head(name, SEQUENTIAL, len(nodes), reads, writes, True)
+        groups = [list(c) for c in unit.chains]
         if len(groups) > 1:  # independent chains: one per blockIdx.y, each a shorter instruction stream
             L += ["    switch (blockIdx.y) {"]
             for j, group in enumerate(groups):
-                walk = ["    " + line for line in self.walk(group, writes, seq)]
+                walk = ["    " + line for line in self.walk(group, writes)]
                 L += [f"    case {j}: {{", *walk, "        break;", "    }"]
             L += ["    }"]
         else:
-            L += self.walk(nodes, writes, seq)
+            L += self.walk(nodes, writes)
         L += ["}", ""]
-        affine = scan_cells(self.g, nodes, cells) if seq else None
+        affine = scan_cells(self.g, nodes, cells)
         if affine is not None:
             L += ScanWriter(self, name, nodes, reads, writes, cells, affine).kernels()
         scan = len(cells) if affine else 0
-        return L, CudaLaunch(name, block.kind, tuple(reads), tuple(writes), scan, max(1, len(groups)))
+        return L, CudaLaunch(name, SEQUENTIAL, tuple(reads), tuple(writes), scan, max(1, len(groups)))
 
     def reads_of(self, nodes) -> list[int]:
         """Arrays the nodes read: values from other blocks or steps (through their alias)."""
@@ -221,12 +265,12 @@ class _StageWriter:
         ids = {self.g.nodes[n].op.cell.id for n in nodes if self.g.nodes[n].op.cell is not None}
         return [c for c in self.st.cells if c in ids]
 
-    def walk(self, nodes, writes, seq) -> list[str]:
+    def walk(self, nodes, writes) -> list[str]:
         """The nodes over every frame: their cells loaded, the frames, the cells stored."""
         reads, cells = self.reads_of(nodes), self.cells_of(nodes)
         L = [f"    float s{c} = mem[(long long){self.layout.offsets[c]} * B + b];" for c in cells]
-        inner = self.body(nodes, reads, [n for n in writes if n in set(nodes)], seq)
-        L += self.frame_tiles(reads, inner) if seq else ["    " + line for line in inner]
+        inner = self.body(nodes, reads, [n for n in writes if n in set(nodes)])
+        L += self.frame_tiles(reads, inner)
         return L + [f"    mem[(long long){self.layout.offsets[c]} * B + b] = s{c};" for c in cells]
 
     def head(self, name, kind, n_nodes, reads, writes, seq) -> list[str]:
@@ -235,26 +279,27 @@ class _StageWriter:
         args = [f"float *{R} mem", "const int frames", "const int B"]
         args += [f"const float *{R} a{i}" for i in reads] + [f"float *{R} a{n}" for n in writes]
         L = [f"/* {kind} block: {n_nodes} node(s) */", f"{self.r.kernel_prefix} {name}({', '.join(args)}) {{"]
-        if seq:
-            L += ["    const int b = blockIdx.x * blockDim.x + threadIdx.x;", "    if (b >= B) return;"]
-        else:
-            L += [
-                "    const long long at = (long long)blockIdx.x * blockDim.x + threadIdx.x;",
-                "    if (at >= (long long)frames * B) return;",
-                "    const int b = (int)(at % B);",
-            ]
+        L += ["    const int b = blockIdx.x * blockDim.x + threadIdx.x;", "    if (b >= B) return;"]
+        if not seq:
+            L += ["    const int lane = blockIdx.y * blockDim.y + threadIdx.y, lanes = gridDim.y * blockDim.y;"]
         return L + self.uniforms()
 
-    def body(self, nodes, reads, writes, seq) -> list[str]:
-        """One frame: the inputs (from registers in sequential tiles), every node, the writes."""
-        load = (lambda i: f"const float x{i} = x{i}_[k];") if seq else (lambda i: f"const float x{i} = a{i}[at];")
-        inner, local = [load(i) for i in reads], set(nodes)
+    def body(self, nodes, reads, writes) -> list[str]:
+        """One frame of a sequential kernel: the inputs (from register tiles), every node, the writes."""
+        inner, local = [f"const float x{i} = x{i}_[k];" for i in reads], set(nodes)
         for n in nodes:
             nd = self.g.nodes[n]
             inner.append(self.statement(nd, [self.ref(i, local) for i in nd.inputs]) + f" /* {_comment(nd.op)} */")
             if n in writes:
                 inner.append(f"a{n}[at] = v{n};")
         return inner
+
+    @staticmethod
+    def frame_lanes(body) -> list[str]:
+        """The frames of a vector kernel's thread: its lane's, `lanes` apart (vector_grid)."""
+        L = ["    #pragma unroll 4", "    for (int i = lane; i < frames; i += lanes) {"]
+        L += ["        const long long at = (long long)i * B + b;", *("        " + line for line in body)]
+        return L + ["    }"]
 
     def frame_tiles(self, reads, body) -> list[str]:
         """The frame loop of a sequential kernel in tiles of T frames, software-pipelined: the

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable, RunInputError
 from ..program import Program
-from ..render.cuda import NVRTC_OPTIONS, VECTOR_THREADS, CudaSource, render_cuda
+from ..render.cuda import NVRTC_OPTIONS, CudaSource, render_cuda, vector_grid
 from .cuda_buffer import GPU_BUFFER_OPS
 from .sources import source_signal
 
@@ -162,23 +162,24 @@ class CudaKernel:
                     values[s.node] = arrays[s.node] = cp.empty((frames, B), F32)
                 else:
                     arrays[s.node] = source_signal(s.kind, s.key, ins, tape, values, s.node)
-            for n in st.buffered:
+            launches = self.csource.launches[st.name]
+            for n in {n for launch in launches for n in launch.writes}:  # values crossing kernels
                 if n not in arrays:
                     arrays[n] = cp.empty((frames, B), F32)
             fb = (np.int32(frames), np.int32(B))
-            for launch in self.csource.launches[st.name]:
+            for launch in launches:
                 args = (dmem, *fb, *(arrays[i] for i in launch.reads + launch.writes))
                 chunk = scan_chunk(frames, B, launch.scan) if launch.scan and self.scan else frames
                 if chunk < frames:
                     self._scan(functions, launch, args, chunk, frames, B)
                     continue
+                per_instance = (-(-B // sequential_threads(B)),), (sequential_threads(B),)
                 if launch.kind == "vector":
-                    threads = VECTOR_THREADS
-                    grid = (-(-frames * B // threads),)
+                    functions[launch.name](*vector_grid(frames, B), args)
                 else:
-                    threads = sequential_threads(B)
-                    grid = (-(-B // threads), launch.chains)
-                functions[launch.name](grid, (threads,), args)
+                    functions[launch.name]((per_instance[0][0], launch.chains), per_instance[1], args)
+                if launch.end:  # feed-forward cells' end state, after every frame read their start
+                    functions[f"{launch.name}_end"](*per_instance, args)
         for i in self.keep:
             if i not in values:
                 values[i] = self._whole(cp, i, dmem, values, ins, tape, frames, B)

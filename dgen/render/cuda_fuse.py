@@ -1,0 +1,226 @@
+"""Kernel fusion for the CUDA renderer: feed-forward history cells as frame offsets.
+
+A chain of a sequential block whose history cells form no loop (a delay line x[n-1], x[n-2];
+a backward graph's reversed delays) needs no frame loop. Its read at frame n is the write's
+value at frame n-1 (ops.md), which a thread recomputes from the inputs at frame n-1, and so
+on down the chain, at most MAX_DEPTH frames back. Such chains join the vector blocks around
+them: a run of vector blocks and feed-forward chains is one kernel (a vector block that
+reads nothing of the sequential blocks before it joins the vector kernel ahead of them), and
+values that only crossed between those blocks stay in registers instead of going through
+memory. The cells'
+end state (the last frame's writes) is stored by a one-thread-per-instance `_end` kernel run
+after it, so no thread writes a cell that another still reads as its start value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..analysis import SEQUENTIAL, VECTOR
+from ..ops import PURE
+from .cstyle import SOURCES
+
+MAX_DEPTH = 8  # deeper delay chains stay sequential: each level recomputes its cone
+MAX_PROLOGUE = 16  # nodes of a vector unit folded into the sequential unit after it
+# ops a folded prologue may use: a division or a math function in a scan's frame loop stalls
+# its loads (the seed's gradient accumulator: 0.05 -> 0.065 ms at B = 1024 on an H200)
+CHEAP_OPS = ("add", "sub", "mul", "mix", "gswitch", "min", "max", "abs", "output")
+HISTORY = ("history_read", "history_write")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One kernel's nodes: a vector run (with its feed-forward cells) or a sequential block."""
+
+    kind: str
+    nodes: tuple[int, ...]
+    chains: tuple[tuple[int, ...], ...] = ()  # sequential: independent node groups
+    cells: tuple[int, ...] = ()  # vector: feed-forward history cells (end state to store)
+
+
+def kernel_units(graph, stage) -> list[Unit]:
+    """The stage's kernels in run order: runs of vector blocks and feed-forward chains fused,
+    the other chains of a sequential block one sequential kernel."""
+    cell_nodes = {}
+    for nd in graph.nodes:
+        if nd.op.cell is not None:
+            cell_nodes.setdefault(nd.op.cell.id, set()).add(nd.id)
+    units: list[Unit] = []
+    for block in stage.blocks:
+        nodes = [n for n in block.nodes if graph.nodes[n].op.name not in SOURCES and n not in stage.invariant]
+        if not nodes:
+            continue
+        if block.kind != SEQUENTIAL:
+            _join(graph, units, nodes, ())
+            continue
+        chains = [c for c in ([n for n in ch if n in set(nodes)] for ch in block.chains or (nodes,)) if c]
+        found = [feedforward_cells(graph, c, cell_nodes) for c in chains]
+        ff = [c for c, cells in zip(chains, found) if cells is not None]
+        if ff:
+            _join(graph, units, [n for c in ff for n in c], [x for cells in found if cells for x in cells])
+        rest = [c for c, cells in zip(chains, found) if cells is None]
+        if rest:
+            kept = {n for c in rest for n in c}
+            groups = tuple(map(tuple, rest)) if len(rest) > 1 else ()
+            _absorb(graph, stage, units, Unit(SEQUENTIAL, tuple(n for n in nodes if n in kept), groups))
+    return units
+
+
+def _absorb(graph, stage, units, seq) -> None:
+    """Append a sequential unit, with the vector unit before it inside when that is a small
+    prologue (at most MAX_PROLOGUE cheap nodes, no cells) whose values only this unit reads, made of
+    no more arrays than it replaces: each frame computes them where they are used (in every
+    pass of a scan) instead of a kernel writing whole signals for one reader."""
+    last = units[-1] if units else None
+    if (
+        last is None
+        or last.kind != VECTOR
+        or last.cells
+        or len(last.nodes) > MAX_PROLOGUE
+        or any(graph.nodes[n].op.name not in CHEAP_OPS for n in last.nodes)
+    ):
+        units.append(seq)
+        return
+    inside, outs = {*last.nodes, *seq.nodes}, {s.node for s in stage.slots if stage.written(s)}
+    users = {c for nd in graph.nodes for i in nd.inputs if i in set(last.nodes) for c in [nd.id]}
+    merged = _arrays_read(graph, stage, inside)
+    if not users <= inside or outs & set(last.nodes) or len(merged) > len(_arrays_read(graph, stage, seq.nodes)):
+        units.append(seq)  # more arrays to read would cost every scan pass more than the kernel saves
+        return
+    local = set(last.nodes)
+    groups = tuple(
+        (*[n for n in last.nodes if n in cone(graph, local, [i for m in ch for i in graph.nodes[m].inputs])], *ch)
+        for ch in seq.chains
+    )
+    units[-1] = Unit(SEQUENTIAL, (*last.nodes, *seq.nodes), groups)
+
+
+def _join(graph, units, nodes, cells) -> None:
+    """Add a vector run to the latest vector unit, moved ahead of the sequential units after
+    that one when it reads none of their values; else append it."""
+    skipped = set()
+    for j in range(len(units) - 1, -1, -1):
+        if units[j].kind == VECTOR:
+            last = units[j]
+            units[j] = Unit(VECTOR, (*last.nodes, *nodes), cells=(*last.cells, *cells))
+            return
+        skipped |= set(units[j].nodes)
+        if any(i in skipped for n in nodes for i in graph.nodes[n].inputs):
+            break
+    units.append(Unit(VECTOR, tuple(nodes), cells=tuple(cells)))
+
+
+def _arrays_read(graph, stage, nodes) -> set[int]:
+    local = set(nodes)
+    inputs = {i for n in local for i in graph.nodes[n].inputs}
+    return {stage.alias.get(i, i) for i in inputs - local if i not in stage.invariant}
+
+
+def feedforward_cells(graph, nodes, cell_nodes) -> list[int] | None:
+    """The history cells of a chain that has no loop through them, or None: pure ops and
+    history reads/writes only, every read and write of its cells inside the chain, and no read
+    deeper than MAX_DEPTH frames behind the values it is made of."""
+    local = set(nodes)
+    if any(graph.nodes[n].op.kind != PURE and graph.nodes[n].op.name not in HISTORY for n in nodes):
+        return None
+    cells = sorted({graph.nodes[n].op.cell.id for n in nodes if graph.nodes[n].op.name in HISTORY})
+    if any(not cell_nodes[c] <= local for c in cells):
+        return None
+    writes = cell_writes(graph, nodes)
+    depth = {}  # cell -> frames its reads reach back; -1 while being computed (a loop)
+
+    def reach(c):
+        if depth.get(c) == -1:
+            return None
+        if c not in depth:
+            depth[c] = -1
+            below = [reach(d) for d in cone_cells(graph, local, [writes[c]])] if c in writes else []
+            if None in below:
+                return None
+            depth[c] = 1 + max(below, default=0)
+        return depth[c]
+
+    reached = [reach(c) for c in cells]
+    return None if None in reached or max(reached, default=0) > MAX_DEPTH else cells
+
+
+def cell_writes(graph, nodes) -> dict[int, int]:
+    """cell -> its history_write node among `nodes`."""
+    return {graph.nodes[n].op.cell.id: n for n in nodes if graph.nodes[n].op.name == "history_write"}
+
+
+def cone(graph, local, roots) -> set[int]:
+    """The roots and every local node they are computed from (within one frame)."""
+    seen, stack = set(), [r for r in roots if r in local]
+    while stack:
+        j = stack.pop()
+        if j not in seen:
+            seen.add(j)
+            stack += [i for i in graph.nodes[j].inputs if i in local]
+    return seen
+
+
+def cone_cells(graph, local, roots) -> set[int]:
+    """Cells whose history_read the roots' values of one frame read."""
+    return {graph.nodes[n].op.cell.id for n in cone(graph, local, roots) if graph.nodes[n].op.name == "history_read"}
+
+
+def frame_levels(graph, nodes, roots) -> list[set[int]]:
+    """levels[k]: the nodes a frame evaluates k frames back (k = 0: the frame itself) to get
+    the roots; a read at level k is its cell's write at level k + 1."""
+    local, writes = set(nodes), cell_writes(graph, nodes)
+    levels = [cone(graph, local, roots)]
+    while True:
+        reads = {graph.nodes[n].op.cell.id for n in levels[-1] if graph.nodes[n].op.name == "history_read"}
+        deeper = [writes[c] for c in sorted(reads) if c in writes]
+        if not deeper:
+            return levels
+        levels.append(cone(graph, local, deeper))
+
+
+class FusedFrame:
+    """One frame of a vector unit's kernel: every value the roots need, the deepest frame
+    first (`i{k}` = k frames back, `ok{k}` whether that frame exists; a read of a frame before
+    the call's first is the cell's start value `s{c}`)."""
+
+    def __init__(self, writer, unit):
+        self.w, self.g, self.unit, self.local = writer, writer.g, unit, set(unit.nodes)
+        self.writes = cell_writes(self.g, unit.nodes)
+        self.back = "+" if writer.reverse else "-"  # a backward graph runs its frames last first
+
+    def code(self, roots, reads) -> list[str]:
+        levels = frame_levels(self.g, self.unit.nodes, roots)
+        return [line for k in reversed(range(len(levels))) for line in self.level(k, levels[k], reads)]
+
+    def level(self, k, need, reads) -> list[str]:
+        used = {self.w.src(i) for n in need for i in self.g.nodes[n].inputs}
+        if k:
+            ok = f"i{k} >= 0" if self.back == "-" else f"i{k} < frames"
+            L = [f"const int i{k} = i {self.back} {k};", f"const bool ok{k} = {ok};"]
+            L += [f"const float x{r}_{k} = ok{k} ? a{r}[(long long)i{k} * B + b] : 0.0f;" for r in reads if r in used]
+        else:
+            L = [f"const float x{r} = a{r}[at];" for r in reads if r in used]
+        for n in self.unit.nodes:
+            if n in need:
+                L.append(self.statement(self.g.nodes[n], k))
+        return L
+
+    def statement(self, nd, k) -> str:
+        sfx, name = f"_{k}" if k else "", nd.op.name
+        args = [self.ref(i, sfx) for i in nd.inputs]
+        if name == "history_read":
+            c = nd.op.cell.id
+            w = self.writes.get(c)
+            expr = f"s{c}" if w is None else f"ok{k + 1} ? v{w}_{k + 1} : s{c}"
+        elif name == "history_write":
+            expr = args[0]
+        else:
+            expr = self.w.r.pure_expr(nd, "sf", args)
+        return f"const float v{nd.id}{sfx} = {expr}; /* {repr(nd.op).replace('*/', '* /')} */"
+
+    def ref(self, i, sfx) -> str:
+        if i in self.local:
+            return f"v{i}{sfx}"
+        if self.g.nodes[i].op.name == "constant" or i in self.w.st.invariant:
+            return self.w.ref(i, ())
+        return f"x{self.w.src(i)}{sfx}"
