@@ -41,6 +41,7 @@ LINEAR_ARGS = {
 }
 CELL_OPS = ("history_read", "history_write", "grad_accum")
 MAX_CELLS = 8  # pass 1 runs the chunk k + 1 times and pass 2 holds a k x k matrix
+SCAN_UNROLL = 8  # frames of a chunk loop unrolled: their loads are in flight together
 
 
 def affine_nodes(graph, nodes) -> dict[int, bool] | None:
@@ -172,7 +173,7 @@ class ScanWriter:
     def loop(self, body) -> list[str]:
         loads = [f"const float x{i} = a{i}[(long long)i * B + b];" for i in self.reads]
         return [
-            "    #pragma unroll 4",
+            f"    #pragma unroll {SCAN_UNROLL}",
             "    for (int t = c * chunk, t1 = min(frames, t + chunk); t < t1; t++) {",
             f"        const int i = {self.frame};",
             "        const long long at = (long long)i * B + b;",

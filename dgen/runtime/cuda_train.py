@@ -5,7 +5,8 @@ step starts from the snapshot: a device-to-device copy; the snapshot keeps the c
 parameter values), the inputs (uploaded once), parameter values and the optimizer's state
 (float64; `dgen.Adam` and `dgen.SGD` run as one kernel per step that also reads the gradient
 rows, clamps and writes the snapshot's parameter rows: cuda_optim.py; other optimizers take
-the per-step loop), and the loss, gradient and value history. Nothing is copied to the host
+the per-step loop), and the loss, gradient and value history (recorded by a kernel of the
+step: a replayed graph then costs the CPU one launch per step). Nothing is copied to the host
 until the loop ends, so the CPU queues steps ahead of the GPU (CuPy launches are
 asynchronous). Then the history is copied back once, checked (the first non-finite loss,
 gradient or value stops training at that step, as `TrainingContext.step` does, with the
@@ -14,8 +15,11 @@ parameter's name), and written into the context.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..train.loop import finish, param_table, python_loop
 from .cuda_optim import RULES, DeviceOptimizer
+from .cuda_program import compile_module
 
 
 class _DeviceState:
@@ -53,21 +57,32 @@ class _Step:
     """One training step on the GPU, written so that a CUDA graph of it can be replayed: every
     buffer a step reads is updated in place (parameter values, optimizer state), never rebound."""
 
-    def __init__(self, cp, prog, ctx, lean, dev, start_mem, chans, frames):
+    def __init__(self, cp, prog, ctx, lean, dev, start_mem, chans, frames, steps):
         self.cp, self.prog, self.lean, self.dev = cp, prog, lean, dev
         self.start_mem, self.chans, self.frames = start_mem, chans, frames
-        B = prog.instances
+        B, P = prog.instances, len(dev.params)
         self.bmem = cp.zeros((lean.size, B), cp.float32)
         self.loss = cp.zeros(B, cp.float64)
-        self.grads = cp.zeros((len(dev.params), B), cp.float64)
+        self.grads = cp.zeros((P, B), cp.float64)
         self.update = DeviceOptimizer(cp, ctx.optimizer, dev, B)
         start_mem[dev.mem_rows] = dev.values.astype(cp.float32)  # later steps: the update writes them
         self.capture_error = None  # why the last capture failed (prog.last_train_capture_error)
+        # the loss, gradient and value history, filled row by row on the GPU (a device step
+        # counter picks the row, so a replayed graph of one step records every step)
+        self.history = (cp.empty((steps, B), cp.float64), cp.empty((steps, P, B), cp.float64))
+        self.history += (cp.empty((steps, P, B), cp.float64),)
+        self.row = cp.zeros(1, cp.int32)
+        module = compile_module(RECORD)
+        self.record, self.next_row = module.get_function("dgen_record_step"), module.get_function("dgen_next_row")
 
     def run(self) -> None:
         self.prog.forward.mem[...] = self.start_mem
         self.loss[...] = self.prog.run_step(self.lean, self.chans, self.frames, self.bmem, fresh=True)
         self.update(self.bmem, self.grads, self.start_mem)
+        P, B = self.grads.shape
+        args = (self.row, self.loss, self.grads, self.dev.values, *self.history, np.int32(P), np.int32(B))
+        self.record((-(-max(B, P * B) // 256),), (256,), args)
+        self.next_row((1,), (1,), (self.row,))
 
     def capture(self, stream):
         """A CUDA graph of one step, or None when the step cannot be captured (a host sync, an
@@ -84,14 +99,26 @@ class _Step:
             return None
 
 
+RECORD = r"""
+extern "C" __global__ void dgen_record_step(int *row, const double *loss, const double *grads,
+                                            const double *values, double *losses, double *grad_hist,
+                                            double *value_hist, const int P, const int B) {
+    /* row *row of the histories (dgen_next_row then moves the row on) */
+    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x, r = *row;
+    if (t < B) losses[r * B + t] = loss[t];
+    if (t < (long long)P * B) {
+        grad_hist[r * P * B + t] = grads[t];
+        value_hist[r * P * B + t] = values[t];
+    }
+}
+extern "C" __global__ void dgen_next_row(int *row) { *row += 1; }
+"""
+
 EAGER_STEPS = 2  # steps launched one by one before the capture (warm the memory pool and cuFFT plans)
 
 
 def _run(cp, prog, ctx, lean, dev, start_mem, chans, frames, steps, bar):
-    B, P = prog.instances, len(dev.params)
-    losses, grads = cp.empty((steps, B), cp.float64), cp.empty((steps, P, B), cp.float64)
-    values = cp.empty((steps, P, B), cp.float64)
-    step = _Step(cp, prog, ctx, lean, dev, start_mem, chans, frames)
+    step = _Step(cp, prog, ctx, lean, dev, start_mem, chans, frames, steps)
     stream, pool, graph = cp.cuda.Stream(non_blocking=True), cp.cuda.MemoryPool(), None
     cp.cuda.Device().synchronize()  # what the null stream wrote, before the side stream reads it
     try:
@@ -104,11 +131,10 @@ def _run(cp, prog, ctx, lean, dev, start_mem, chans, frames, steps, bar):
                     step.run()
                     if s == EAGER_STEPS - 1 and steps > EAGER_STEPS and prog.cuda_graphs:
                         graph = step.capture(stream)
-                losses[s], grads[s], values[s] = step.loss, step.grads, dev.values
                 bar.update(1)
     finally:
         stream.synchronize()
         step.update.write_back()
     prog.last_train_graphed = graph is not None
     prog.last_train_capture_error = step.capture_error
-    return losses.get(), grads.get(), values.get()
+    return tuple(h.get() for h in step.history)

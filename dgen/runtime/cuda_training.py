@@ -52,7 +52,7 @@ class CudaTrainingProgram(TrainingProgram):
         else:
             stand_in = {fused.forward_id: self._loss_stand_in(step, chans, frames, bmem, fused)}
             values = step.forward_kernel.execute(fwd.mem_view(), frames, chans, override=stand_in)
-        return values[step.loss_id].reshape(frames, B).mean(axis=0, dtype=cp.float64)  # no float64 copy
+        return frame_mean(cp, values[step.loss_id].reshape(frames, B))
 
     def fused_loss(self, step):
         """fused_spectral_loss(step), found once per loss."""
@@ -115,6 +115,42 @@ class CudaTrainingProgram(TrainingProgram):
     def vjp(self, *args, **kwargs):
         with self.forward.on_host():
             return super().vjp(*args, **kwargs)
+
+
+# The loss per instance: the float64 mean over frames of a (frames, B) float32 signal. CuPy's
+# mean along axis 0 took 70-100 us at (4096, 1024) on an H200 (a fifth of a biquad step).
+FRAME_MEAN = r"""
+extern "C" __global__ void dgen_frame_mean(const float *__restrict__ x, double *__restrict__ out,
+                                           const int frames, const int B) {
+    /* a block: 32 instances x 32 frame lanes; each lane sums every 32nd frame, then lane 0
+       adds the lanes' sums in order (the same result on every run) */
+    __shared__ double part[32][33];
+    const int b = blockIdx.x * 32 + threadIdx.x;
+    double s = 0.0;
+    if (b < B) {
+        #pragma unroll 8
+        for (int i = threadIdx.y; i < frames; i += 32) s += (double)x[(long long)i * B + b];
+    }
+    part[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && b < B) {
+        double total = 0.0;
+        for (int y = 0; y < 32; y++) total += part[y][threadIdx.x];
+        out[b] = total / frames;
+    }
+}
+"""
+
+
+def frame_mean(cp, signal):
+    """(B,) float64 means over the frames of a (frames, B) float32 device signal."""
+    from .cuda_program import compile_module
+
+    frames, B = signal.shape
+    out = cp.empty(B, cp.float64)
+    kernel = compile_module(FRAME_MEAN).get_function("dgen_frame_mean")  # compiled once per process
+    kernel((-(-B // 32),), (32, 32), (cp.ascontiguousarray(signal), out, np.int32(frames), np.int32(B)))
+    return out
 
 
 @dataclass(frozen=True)

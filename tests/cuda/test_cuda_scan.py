@@ -64,8 +64,8 @@ def test_time_invariant_maps_are_powered_and_time_varying_ones_are_run():
 
 
 def _scan_runs(source):
-    """Chunk runs of the scan kernels (vector kernels' frame loops are unrolled alike)."""
-    return source.count("#pragma unroll 4") - source.count("for (int i = lane;")
+    """Chunk runs of the scan kernels."""
+    return source.count("for (int t = c * chunk,")
 
 
 def _tanh_loop(g, x):
