@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import RunInputError, TrainingError
 from .patch import PatchError, build_patch, read_input
+from .train.context import history_json
 
 
 def _signal(returned, path):
@@ -97,7 +98,7 @@ def _write(out, path, target_path, ctx, initial, final, result, rate, steps, lr)
         "final_loss": final,
         "parameters": {p.name: float(np.ravel(p.value)[0]) for p in ctx.parameters},
         "initial": initial,
-        "history": ctx.history,
+        "history": history_json(ctx.history),
     }
     files = [out / "params.json", out / "result.wav", out / "loss.png"]
     files[0].write_text(json.dumps(summary, indent=1))

@@ -51,7 +51,7 @@ def finish(ctx, params, start, losses, grads, values):
     bad = ~np.isfinite(losses).all(axis=1) | ~np.isfinite(grads).all(axis=(1, 2))
     bad |= ~(np.abs(values).max(axis=(1, 2)) <= limit)
     good = int(np.argmax(bad)) if bad.any() else len(losses)
-    scalar = (lambda a: float(a[0])) if B == 1 else (lambda a: a.tolist())
+    scalar = (lambda a: float(a[0])) if B == 1 else (lambda a: a)  # rows of the recorded arrays
     first = ctx.steps + 1
     ctx.history.extend(
         {"step": first + s, "loss": scalar(losses[s]), **{p.name: scalar(values[s, k]) for k, p in enumerate(params)}}

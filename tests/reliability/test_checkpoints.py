@@ -46,7 +46,8 @@ OPTIMIZERS = {
 
 
 def trajectory(ctx):
-    return [(row["loss"], [row[p.name] for p in ctx.parameters]) for row in ctx.history]
+    plain = lambda v: np.asarray(v).tolist()  # noqa: E731 - floats for one instance, arrays of B values else
+    return [(plain(row["loss"]), [plain(row[p.name]) for p in ctx.parameters]) for row in ctx.history]
 
 
 @pytest.mark.parametrize("backend", ["reference", pytest.param("c", marks=requires_cc)])
