@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from ..analysis import SEQUENTIAL, VECTOR
 from .cstyle import CStyleRenderer, Step, float_literal, split_stages
 from .cuda_fuse import FusedFrame, kernel_units
+from .cuda_prelude import PRELUDE
 from .cuda_scan import ScanWriter, scan_cells
 
 # NVRTC options: no FMA contraction, IEEE division and sqrt, denormals kept (the defaults
@@ -31,17 +32,18 @@ from .cuda_scan import ScanWriter, scan_cells
 NVRTC_OPTIONS = ("--fmad=false", "--std=c++17")
 VECTOR_THREADS = 256
 VECTOR_LANES = 1 << 20  # threads of a vector kernel at most (~4 per core slot of an H100/H200)
+SUM_LANES = 256  # frame lanes at most of a kernel with accumulators: `_end` adds this many sums
 
 
-def vector_grid(frames: int, B: int) -> tuple[tuple[int, int], tuple[int, int]]:
+def vector_grid(frames: int, B: int, most: int = VECTOR_LANES) -> tuple[tuple[int, int], tuple[int, int]]:
     """(grid, block) of a vector kernel: x over instances, y over frame lanes. A block is
     VECTOR_THREADS threads, instance-fastest (one row of up to 256 instances; small B stacks
     several frame lanes per block, so a warp still reads contiguous memory). Frame lanes stop
     at VECTOR_LANES threads in all: beyond that each thread runs more frames, amortising
-    its invariants, instead of queueing more blocks."""
+    its invariants, instead of queueing more blocks. `most`: the frame lanes at most."""
     tx = min(B, VECTOR_THREADS)
     ty = max(1, VECTOR_THREADS // tx)
-    lanes = max(1, min(frames, VECTOR_LANES // B))
+    lanes = max(1, min(frames, most, VECTOR_LANES // B))
     return (-(-B // tx), -(-lanes // ty)), (tx, ty)
 
 
@@ -49,75 +51,6 @@ def tile_frames(n_reads: int) -> int:
     """Frames per register tile of a sequential kernel (CudaRenderer.frame_tiles): 16 for
     few inputs, down to 4 for many (two tiles of every input live in registers)."""
     return 16 if n_reads <= 3 else 8 if n_reads <= 6 else 4
-
-
-PRELUDE = r"""
-/* ---- dgen CUDA prelude: the sf_ helpers of prelude.h as device functions ---- */
-#ifndef INFINITY
-#define INFINITY __int_as_float(0x7f800000)
-#endif
-#define DGEN_D static __device__ __forceinline__
-DGEN_D float sf_splat(float x) { return x; }
-DGEN_D float sf_sin(float x) { return sinf(x); }
-DGEN_D float sf_cos(float x) { return cosf(x); }
-DGEN_D float sf_tan(float x) { return tanf(x); }
-DGEN_D float sf_asin(float x) { return asinf(x); }
-DGEN_D float sf_acos(float x) { return acosf(x); }
-DGEN_D float sf_atan(float x) { return atanf(x); }
-DGEN_D float sf_exp(float x) { return expf(x); }
-DGEN_D float sf_log(float x) { return logf(x); }
-DGEN_D float sf_log10(float x) { return log10f(x); }
-DGEN_D float sf_sqrt(float x) { return sqrtf(x); }
-DGEN_D float sf_tanh(float x) { return tanhf(x); }
-DGEN_D float sf_pow(float a, float b) { return powf(a, b); }
-DGEN_D float sf_atan2(float y, float x) { return atan2f(y, x); }
-DGEN_D float sf_fmod(float a, float b) { return fmodf(a, b); }
-DGEN_D float sf_floor(float x) { return floorf(x); }
-DGEN_D float sf_ceil(float x) { return ceilf(x); }
-DGEN_D float sf_round(float x) { return roundf(x); }
-DGEN_D float sf_abs(float x) { return fabsf(x); }
-DGEN_D float sf_min(float a, float b) { return (b < a || a != a) ? b : a; }
-DGEN_D float sf_max(float a, float b) { return (b > a || a != a) ? b : a; }
-DGEN_D float sf_sign(float x) { return x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : x != x ? x : 0.0f; }
-DGEN_D float sf_gt(float a, float b) { return a > b ? 1.0f : 0.0f; }
-DGEN_D float sf_lt(float a, float b) { return a < b ? 1.0f : 0.0f; }
-DGEN_D float sf_gte(float a, float b) { return a >= b ? 1.0f : 0.0f; }
-DGEN_D float sf_lte(float a, float b) { return a <= b ? 1.0f : 0.0f; }
-DGEN_D float sf_eq(float a, float b) { return a == b ? 1.0f : 0.0f; }
-DGEN_D float sf_select(float cond, float a, float b) { return cond > 0.0f ? a : b; }
-
-/* ops.md memory index: j = floor(x) wrapped into [0, size); a non-finite x gives 0 */
-DGEN_D int dgen_wrap(float x, int size) {
-    float f = floorf(x);
-    if (f >= 0.0f && f < 2147483648.0f) {
-        int j = (int)f;
-        return j < size ? j : j % size;
-    }
-    if (f < 0.0f && f >= -2147483648.0f) {
-        int j = (int)((long long)f % size);
-        return j < 0 ? j + size : 0;
-    }
-    if (!(fabsf(f) <= 3.402823466e38f)) return 0;
-    double r = fmod((double)f, (double)size);
-    return (int)(r < 0.0 ? r + size : r);
-}
-/* slot j of instance b lives at base[j * stride] (base already points at instance b) */
-DGEN_D float sf_mread(const float *base, float x, int size, int stride) {
-    return base[(long long)dgen_wrap(x, size) * stride];
-}
-DGEN_D void sf_mwrite(float *base, float x, int size, int stride, float v) {
-    base[(long long)dgen_wrap(x, size) * stride] = v;
-}
-DGEN_D void sf_maccum(float *base, float x, int size, int stride, float v) {
-    base[(long long)dgen_wrap(x, size) * stride] += v;
-}
-DGEN_D float sf_mtake(float *base, float x, int size, int stride) {
-    float *q = base + (long long)dgen_wrap(x, size) * stride;
-    float v = *q;
-    *q = 0.0f;
-    return v;
-}
-"""
 
 
 @dataclass(frozen=True)
@@ -130,7 +63,8 @@ class CudaLaunch:
     writes: tuple[int, ...]  # arrays written: values used by other blocks, steps or the caller
     scan: int = 0  # cells of a sequential block that also has chunked-scan kernels (cuda_scan.py)
     chains: int = 1  # independent chains of a sequential block: launched as gridDim.y
-    end: bool = False  # a vector kernel with feed-forward cells: `_end` stores their end state
+    end: bool = False  # a vector kernel with feed-forward cells or accumulators: `_end` after it
+    accs: int = 0  # accumulators of a vector kernel: it takes (part, nlanes) after its arrays
 
     @property
     def pass3(self) -> bool:
@@ -164,7 +98,9 @@ class CudaRenderer(CStyleRenderer):
     # memory ops take the instance stride (B) as in the C backend's lane model
     state_code = {**CStyleRenderer.state_code}
 
-    def render(self, graph, schedule, layout, reverse=False, keep=()) -> CudaSource:
+    def render(self, graph, schedule, layout, reverse=False, keep=(), reassociate=False) -> CudaSource:
+        """reassociate: sums over frames may be added in another order (gradient accumulators
+        summed per frame lane); programs that promise the frame loop's exact result do not."""
         self.check(graph)
         steps = split_stages(graph, schedule, keep)
         head = [
@@ -176,7 +112,7 @@ class CudaRenderer(CStyleRenderer):
         for s in steps:
             if s.kind != "stage":
                 continue
-            writer = _StageWriter(self, graph, layout, s.stage, reverse)
+            writer = _StageWriter(self, graph, layout, s.stage, reverse, reassociate)
             code, launches[s.stage.name] = writer.kernels()
             body += code
         return CudaSource("\n".join(head + body) + "\n", steps, launches, reverse)
@@ -185,8 +121,9 @@ class CudaRenderer(CStyleRenderer):
 class _StageWriter:
     """Writes the kernels of one stage, one per block that computes anything."""
 
-    def __init__(self, renderer, graph, layout, stage, reverse):
+    def __init__(self, renderer, graph, layout, stage, reverse, reassociate):
         self.r, self.g, self.layout, self.st, self.reverse = renderer, graph, layout, stage, reverse
+        self.reassociate = reassociate
         self.outs = {s.node for s in stage.slots if stage.written(s)}
         self.consumers = {}
         for nd in graph.nodes:
@@ -195,7 +132,7 @@ class _StageWriter:
 
     def kernels(self) -> tuple[list[str], tuple[CudaLaunch, ...]]:
         code, launches = [], []
-        for k, unit in enumerate(kernel_units(self.g, self.st)):
+        for k, unit in enumerate(kernel_units(self.g, self.st, self.reassociate)):
             name = f"{self.st.name}_b{k}"
             made = self.vector_kernel(name, unit) if unit.kind == VECTOR else self.sequential_kernel(name, unit)
             code += made[0]
@@ -212,24 +149,46 @@ class _StageWriter:
 
     def vector_kernel(self, name, unit):
         """A vector run: one thread per (instance, frame lane); feed-forward history reads
-        recomputed from earlier frames (cuda_fuse.py), their end state stored by `_end`."""
+        recomputed from earlier frames (cuda_fuse.py); `_end` stores their end state and adds
+        the accumulators' per-lane sums (in `part`, `nlanes` rows each) to their cells."""
         nodes, frame = unit.nodes, FusedFrame(self, unit)
         reads, writes = self.reads_of(nodes), self.writes_of(nodes)
+        extra = [f"float *{self.r.restrict} part", "const int nlanes"] if unit.accs else []
         starts = [f"    const float s{c} = mem[(long long){self.layout.offsets[c]} * B + b];" for c in unit.cells]
-        L = self.head(name, VECTOR, len(nodes), reads, writes, False) + starts
-        L += self.frame_lanes(frame.code(nodes, reads) + [f"a{n}[at] = v{n};" for n in writes]) + ["}", ""]
-        if unit.cells:
-            L += self.end_kernel(f"{name}_end", frame, reads, writes, starts)
-        return L, CudaLaunch(name, VECTOR, tuple(reads), tuple(writes), end=bool(unit.cells))
+        L = self.head(name, VECTOR, len(nodes), reads, writes, False, extra) + starts
+        L += [f"    float r{c} = 0.0f;" for c in unit.accs]
+        L += self.frame_lanes(frame.code(nodes, reads) + [f"a{n}[at] = v{n};" for n in writes])
+        L += [f"    part[((long long){j} * nlanes + lane) * B + b] = r{c};" for j, c in enumerate(unit.accs)]
+        L += ["}", ""]
+        if unit.cells or unit.accs:
+            L += self.end_kernel(f"{name}_end", unit, frame, reads, writes, extra)
+        ends = bool(unit.cells or unit.accs)
+        return L, CudaLaunch(name, VECTOR, tuple(reads), tuple(writes), end=ends, accs=len(unit.accs))
 
-    def end_kernel(self, name, frame, reads, writes, starts) -> list[str]:
-        """The feed-forward cells' end state: their writes at the last frame run, per instance."""
-        ends = frame.writes
-        L = self.head(name, "end state of vector", len(ends), reads, writes, True) + starts
-        L += ["    if (frames <= 0) return;", f"    const int i = {'0' if self.reverse else 'frames - 1'};"]
+    def end_kernel(self, name, unit, frame, reads, writes, extra) -> list[str]:
+        """A warp per instance (blockIdx.y: which accumulator): the accumulator's lane sums,
+        each warp lane adding every 32nd in order and a shuffle tree the lanes' (the same
+        result on every run); then lane 0 of row 0 stores the feed-forward cells' end state
+        (their writes at the last frame run)."""
+        ends, at = frame.writes, lambda c: f"mem[(long long){self.layout.offsets[c]} * B + b]"
+        L = self.head(name, "end state of vector", len(ends) + len(unit.accs), reads, writes, "warp", extra)
+        for j, c in enumerate(unit.accs):
+            L += [
+                f"    if (blockIdx.y == {j}) {{",
+                "        float s = 0.0f;",
+                f"        for (int l = w; l < nlanes; l += 32) s += part[((long long){j} * nlanes + l) * B + b];",
+                "        for (int d = 16; d > 0; d >>= 1) s += __shfl_down_sync(0xffffffffu, s, d);",
+                f"        if (w == 0) {at(c)} = {at(c)} + s;",
+                "    }",
+            ]
+        if not unit.cells:
+            return L + ["}", ""]
+        L += ["    if (blockIdx.y != 0 || w != 0 || frames <= 0) return;"]
+        L += [f"    const float s{c} = {at(c)};" for c in unit.cells]
+        L += [f"    const int i = {'0' if self.reverse else 'frames - 1'};"]
         L += ["    const long long at = (long long)i * B + b;"]
         L += ["    " + line for line in frame.code(list(ends.values()), reads)]
-        L += [f"    mem[(long long){self.layout.offsets[c]} * B + b] = v{w};" for c, w in ends.items()]
+        L += [f"    {at(c)} = v{w};" for c, w in ends.items()]
         return L + ["}", ""]
 
     def sequential_kernel(self, name, unit):
@@ -273,13 +232,18 @@ class _StageWriter:
         L += self.frame_tiles(reads, inner)
         return L + [f"    mem[(long long){self.layout.offsets[c]} * B + b] = s{c};" for c in cells]
 
-    def head(self, name, kind, n_nodes, reads, writes, seq) -> list[str]:
-        """Signature, thread index (instance b; frame too for vector kernels) and uniforms."""
+    def head(self, name, kind, n_nodes, reads, writes, seq, extra=()) -> list[str]:
+        """Signature, thread index and uniforms. seq: one thread per instance b; False: a
+        vector kernel's (b, frame lane); "warp": a warp per instance (lane w)."""
         R = self.r.restrict
         args = [f"float *{R} mem", "const int frames", "const int B"]
-        args += [f"const float *{R} a{i}" for i in reads] + [f"float *{R} a{n}" for n in writes]
+        args += [f"const float *{R} a{i}" for i in reads] + [f"float *{R} a{n}" for n in writes] + list(extra)
         L = [f"/* {kind} block: {n_nodes} node(s) */", f"{self.r.kernel_prefix} {name}({', '.join(args)}) {{"]
-        L += ["    const int b = blockIdx.x * blockDim.x + threadIdx.x;", "    if (b >= B) return;"]
+        if seq == "warp":  # b is the same across a warp: whole warps leave
+            L += ["    const long long id = (long long)blockIdx.x * blockDim.x + threadIdx.x;"]
+            L += ["    const int b = (int)(id >> 5), w = (int)(id & 31);", "    if (b >= B) return;"]
+        else:
+            L += ["    const int b = blockIdx.x * blockDim.x + threadIdx.x;", "    if (b >= B) return;"]
         if not seq:
             L += ["    const int lane = blockIdx.y * blockDim.y + threadIdx.y, lanes = gridDim.y * blockDim.y;"]
         return L + self.uniforms()
@@ -377,5 +341,5 @@ def _comment(op) -> str:
     return repr(op).replace("*/", "* /")
 
 
-def render_cuda(graph, schedule, layout, reverse=False, keep=()) -> CudaSource:
-    return CudaRenderer().render(graph, schedule, layout, reverse, keep)
+def render_cuda(graph, schedule, layout, reverse=False, keep=(), reassociate=False) -> CudaSource:
+    return CudaRenderer().render(graph, schedule, layout, reverse, keep, reassociate)

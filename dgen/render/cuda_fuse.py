@@ -10,6 +10,11 @@ values that only crossed between those blocks stay in registers instead of going
 memory. The cells'
 end state (the last frame's writes) is stored by a one-thread-per-instance `_end` kernel run
 after it, so no thread writes a cell that another still reads as its start value.
+
+Gradient accumulators (s += x every frame; what a backward graph sums into parameter
+gradients) join the vector kernel of their values the same way: each thread keeps the sum
+over its frames, writes it to a per-lane scratch row, and the `_end` kernel adds the rows
+to the cell in lane order (the same result on every run).
 """
 
 from __future__ import annotations
@@ -30,17 +35,20 @@ HISTORY = ("history_read", "history_write")
 
 @dataclass(frozen=True)
 class Unit:
-    """One kernel's nodes: a vector run (with its feed-forward cells) or a sequential block."""
+    """One kernel's nodes: a vector run (with its feed-forward cells and accumulators) or a
+    sequential block."""
 
     kind: str
     nodes: tuple[int, ...]
     chains: tuple[tuple[int, ...], ...] = ()  # sequential: independent node groups
     cells: tuple[int, ...] = ()  # vector: feed-forward history cells (end state to store)
+    accs: tuple[int, ...] = ()  # vector: gradient accumulator cells (per-lane sums, then added up)
 
 
-def kernel_units(graph, stage) -> list[Unit]:
-    """The stage's kernels in run order: runs of vector blocks and feed-forward chains fused,
-    the other chains of a sequential block one sequential kernel."""
+def kernel_units(graph, stage, reassociate=False) -> list[Unit]:
+    """The stage's kernels in run order: runs of vector blocks, feed-forward chains and (when
+    sums may be reassociated) gradient accumulators fused, the other chains of a sequential
+    block one sequential kernel."""
     cell_nodes = {}
     for nd in graph.nodes:
         if nd.op.cell is not None:
@@ -51,19 +59,33 @@ def kernel_units(graph, stage) -> list[Unit]:
         if not nodes:
             continue
         if block.kind != SEQUENTIAL:
-            _join(graph, units, nodes, ())
+            _join(graph, units, Unit(VECTOR, tuple(nodes)))
             continue
         chains = [c for c in ([n for n in ch if n in set(nodes)] for ch in block.chains or (nodes,)) if c]
-        found = [feedforward_cells(graph, c, cell_nodes) for c in chains]
-        ff = [c for c, cells in zip(chains, found) if cells is not None]
-        if ff:
-            _join(graph, units, [n for c in ff for n in c], [x for cells in found if cells for x in cells])
-        rest = [c for c, cells in zip(chains, found) if cells is None]
+        rest = []
+        for chain in chains:
+            accs = accumulator_cells(graph, chain, cell_nodes) if reassociate else None
+            cells = feedforward_cells(graph, chain, cell_nodes)
+            if accs is not None:
+                _join(graph, units, Unit(VECTOR, tuple(chain), accs=tuple(accs)))
+            elif cells is not None:
+                _join(graph, units, Unit(VECTOR, tuple(chain), cells=tuple(cells)))
+            else:
+                rest.append(chain)
         if rest:
             kept = {n for c in rest for n in c}
             groups = tuple(map(tuple, rest)) if len(rest) > 1 else ()
             _absorb(graph, stage, units, Unit(SEQUENTIAL, tuple(n for n in nodes if n in kept), groups))
     return units
+
+
+def accumulator_cells(graph, nodes, cell_nodes) -> list[int] | None:
+    """The cells of a chain of gradient accumulators alone (s += x every frame, nothing else
+    touching the cell), or None."""
+    if any(graph.nodes[n].op.name != "grad_accum" for n in nodes):
+        return None
+    cells = [graph.nodes[n].op.cell.id for n in nodes]
+    return cells if all(cell_nodes[c] <= set(nodes) for c in cells) else None
 
 
 def _absorb(graph, stage, units, seq) -> None:
@@ -76,6 +98,7 @@ def _absorb(graph, stage, units, seq) -> None:
         last is None
         or last.kind != VECTOR
         or last.cells
+        or last.accs
         or len(last.nodes) > MAX_PROLOGUE
         or any(graph.nodes[n].op.name not in CHEAP_OPS for n in last.nodes)
     ):
@@ -95,19 +118,19 @@ def _absorb(graph, stage, units, seq) -> None:
     units[-1] = Unit(SEQUENTIAL, (*last.nodes, *seq.nodes), groups)
 
 
-def _join(graph, units, nodes, cells) -> None:
+def _join(graph, units, run) -> None:
     """Add a vector run to the latest vector unit, moved ahead of the sequential units after
     that one when it reads none of their values; else append it."""
     skipped = set()
     for j in range(len(units) - 1, -1, -1):
         if units[j].kind == VECTOR:
             last = units[j]
-            units[j] = Unit(VECTOR, (*last.nodes, *nodes), cells=(*last.cells, *cells))
+            units[j] = Unit(VECTOR, last.nodes + run.nodes, cells=last.cells + run.cells, accs=last.accs + run.accs)
             return
         skipped |= set(units[j].nodes)
-        if any(i in skipped for n in nodes for i in graph.nodes[n].inputs):
+        if any(i in skipped for n in run.nodes for i in graph.nodes[n].inputs):
             break
-    units.append(Unit(VECTOR, tuple(nodes), cells=tuple(cells)))
+    units.append(run)
 
 
 def _arrays_read(graph, stage, nodes) -> set[int]:
@@ -214,6 +237,9 @@ class FusedFrame:
             expr = f"s{c}" if w is None else f"ok{k + 1} ? v{w}_{k + 1} : s{c}"
         elif name == "history_write":
             expr = args[0]
+        elif name == "grad_accum":  # its value is its input; frame k = 0 also adds it to the lane's sum
+            tail = f" r{nd.op.cell.id} += v{nd.id};" if k == 0 else ""
+            return f"const float v{nd.id}{sfx} = {args[0]};{tail} /* {repr(nd.op).replace('*/', '* /')} */"
         else:
             expr = self.w.r.pure_expr(nd, "sf", args)
         return f"const float v{nd.id}{sfx} = {expr}; /* {repr(nd.op).replace('*/', '* /')} */"

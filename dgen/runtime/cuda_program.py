@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable, RunInputError
 from ..program import Program
-from ..render.cuda import NVRTC_OPTIONS, CudaSource, render_cuda, vector_grid
+from ..render.cuda import NVRTC_OPTIONS, SUM_LANES, VECTOR_LANES, CudaSource, render_cuda, vector_grid
 from .cuda_buffer import GPU_BUFFER_OPS
 from .sources import source_signal
 
@@ -106,7 +106,7 @@ class CudaKernel:
             raise ValueError(f"the CUDA backend computes in float32, not {np.dtype(dtype)}")
         self.graph, self.schedule, self.layout = graph, schedule, layout
         self.reverse, self.keep, self.scan = reverse, tuple(keep), scan
-        self.csource: CudaSource = render_cuda(graph, schedule, layout, reverse, self.keep)
+        self.csource: CudaSource = render_cuda(graph, schedule, layout, reverse, self.keep, reassociate=scan)
         self._functions = None
 
     @property
@@ -175,11 +175,15 @@ class CudaKernel:
                     continue
                 per_instance = (-(-B // sequential_threads(B)),), (sequential_threads(B),)
                 if launch.kind == "vector":
-                    functions[launch.name](*vector_grid(frames, B), args)
+                    grid, block = vector_grid(frames, B, SUM_LANES if launch.accs else VECTOR_LANES)
+                    if launch.accs:  # each lane's sums, added up by the _end kernel
+                        nlanes = grid[1] * block[1]
+                        args += (cp.empty((launch.accs * nlanes, B), F32), np.int32(nlanes))
+                    functions[launch.name](grid, block, args)
                 else:
                     functions[launch.name]((per_instance[0][0], launch.chains), per_instance[1], args)
-                if launch.end:  # feed-forward cells' end state, after every frame read their start
-                    functions[f"{launch.name}_end"](*per_instance, args)
+                if launch.end:  # after every frame read the start state: a warp per instance and sum
+                    functions[f"{launch.name}_end"]((-(-B * 32 // 256), max(1, launch.accs)), (256,), args)
         for i in self.keep:
             if i not in values:
                 values[i] = self._whole(cp, i, dmem, values, ins, tape, frames, B)

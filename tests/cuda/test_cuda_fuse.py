@@ -1,7 +1,8 @@
-"""Kernel fusion in the CUDA renderer (render/cuda_fuse.py): which chains are feed-forward and
-which vector blocks fold into their neighbours (checked without a GPU), and on a GPU the fused
-kernels against the float32 reference, forwards and backwards, streamed over calls of frame
-counts shorter than the delay chain, with the state carried across calls."""
+"""Kernel fusion in the CUDA renderer (render/cuda_fuse.py): which chains are feed-forward,
+which accumulators sum inside vector kernels and which vector blocks fold into their
+neighbours (checked without a GPU), and on a GPU the fused kernels against the float32
+reference, forwards and backwards, streamed over calls of frame counts shorter than the
+delay chain, with the state carried across calls."""
 
 import numpy as np
 import pytest
@@ -23,10 +24,10 @@ def requires_cuda(test):
     return test
 
 
-def _units(g, reverse=False):
+def _units(g, reverse=False, reassociate=False):
     p = plan(g, expand=True, reverse=reverse)
     stages = [s.stage for s in split_stages(p.graph, p.schedule) if s.kind == "stage"]
-    return p, [u for st in stages for u in kernel_units(p.graph, st)]
+    return p, [u for st in stages for u in kernel_units(p.graph, st, reassociate)]
 
 
 def _delay_line(g, x, taps):
@@ -42,26 +43,35 @@ def _delay_line(g, x, taps):
 
 def _fir_and_one_pole():
     """A 3-tap FIR of an input (delay cells), a one-pole fed by a small vector expression of
-    a second input, and their sum."""
+    a second input, their sum, and two sums over frames (gradient accumulators): of a vector
+    value and of the one-pole's output."""
     g = dgen.Graph()
     x, k = g.input(0), g.input(1)
     d1, d2, d3 = _delay_line(g, x, 3)
     fir = x * 0.5 + d1 * 0.25 - d2 * 0.125 + d3 * 2.0
     h, write = g.history()
     y = write(h * 0.9 + (k * 0.3 + 0.1) * 0.1)
+    g.n(Op.grad_accum(g.alloc()), fir * x)
+    g.n(Op.grad_accum(g.alloc()), y)
     g.output(0, fir + y)
     g.output(1, d3)
     return g
 
 
-def test_delay_chains_are_vector_and_loops_stay_sequential():
-    p, units = _units(_fir_and_one_pole())
-    kinds = [u.kind for u in units]
-    assert kinds == [VECTOR, SEQUENTIAL, VECTOR] or kinds == [SEQUENTIAL, VECTOR], kinds
+@pytest.mark.parametrize("reassociate", [False, True])
+def test_delay_chains_and_accumulators_are_vector_and_loops_stay_sequential(reassociate):
+    p, units = _units(_fir_and_one_pole(), reassociate=reassociate)
+    if not reassociate:  # exact programs: the accumulator adds frame by frame, in a loop of its own
+        assert [u.kind for u in units] == [VECTOR, SEQUENTIAL, VECTOR, SEQUENTIAL] and not any(u.accs for u in units)
+        return
+    assert [u.kind for u in units] == [VECTOR, SEQUENTIAL, VECTOR]
     delay_cells = {c for u in units for c in u.cells}
     assert len(delay_cells) == 3  # the FIR's cells; the one-pole's cell stays in its loop
     seq = next(u for u in units if u.kind == SEQUENTIAL)
     assert not delay_cells & {p.graph.nodes[n].op.cell.id for n in seq.nodes if p.graph.nodes[n].op.cell}
+    # the accumulator of a vector value sums in a vector kernel; the one-pole's stays in its loop
+    assert [len(u.accs) for u in units] == [0, 0, 1]
+    assert "grad_accum" in {p.graph.nodes[n].op.name for n in seq.nodes}
 
 
 @pytest.mark.parametrize("taps, fused", [(MAX_DEPTH, True), (MAX_DEPTH + 1, False)])
@@ -96,9 +106,10 @@ def test_small_prologue_folds_into_the_sequential_unit_that_alone_reads_it(also_
 
 
 @requires_cuda
+@pytest.mark.parametrize("scan", [False, True])  # True: scans, and accumulators summed per lane
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("instances", [1, 3])
-def test_fused_kernels_match_reference_streamed(reverse, instances):
+def test_fused_kernels_match_reference_streamed(reverse, instances, scan):
     """Frame counts of 1 and 2 are shorter than the 3-deep delay chain: reads reach back into
     the previous call's state, and the end kernel's state comes partly from the start state."""
     import cupy as cp
@@ -108,8 +119,10 @@ def test_fused_kernels_match_reference_streamed(reverse, instances):
     p = plan(_fir_and_one_pole(), expand=True, reverse=reverse)
     outs = [nd.id for nd in p.graph.outputs().values()]
     ref = ReferenceKernel(p.graph, p.schedule, p.layout, np.float32, reverse)
-    kern = CudaKernel(p.graph, p.schedule, p.layout, np.float32, reverse)
-    assert any(k.end for ls in kern.csource.launches.values() for k in ls)
+    kern = CudaKernel(p.graph, p.schedule, p.layout, np.float32, reverse, scan=scan)
+    launches = [k for ls in kern.csource.launches.values() for k in ls]
+    assert any(k.end for k in launches) and sum(k.accs for k in launches) == scan
+    tol = 1e-4 if scan else 1e-6  # scans and per-lane sums round differently from the frame order
     mem, mem_r = cp.zeros((p.layout.size, instances), np.float32), np.zeros((p.layout.size, instances), np.float32)
     rng = np.random.default_rng(11)
     for frames in (700, 1, 2, 4099, 3, 64):
@@ -117,5 +130,5 @@ def test_fused_kernels_match_reference_streamed(reverse, instances):
         want = ref.execute(mem_r, frames, [x, k])
         got = kern.execute(mem, frames, [cp.asarray(x), cp.asarray(k)])
         for i in outs:
-            assert_close(got[i].get(), want[i], rtol=1e-6, atol=1e-6, what=f"output {i}, {frames} frames")
-        assert_close(mem.get(), mem_r, rtol=1e-6, atol=1e-6, what=f"state after {frames} frames")
+            assert_close(got[i].get(), want[i], rtol=tol, atol=tol, what=f"output {i}, {frames} frames")
+        assert_close(mem.get(), mem_r, rtol=tol, atol=tol, what=f"state after {frames} frames")
