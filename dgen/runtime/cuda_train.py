@@ -72,17 +72,15 @@ class _Step:
         self.history = (cp.empty((steps, B), cp.float64), cp.empty((steps, P, B), cp.float64))
         self.history += (cp.empty((steps, P, B), cp.float64),)
         self.row = cp.zeros(1, cp.int32)
-        module = compile_module(RECORD)
-        self.record, self.next_row = module.get_function("dgen_record_step"), module.get_function("dgen_next_row")
+        self.record = compile_module(RECORD).get_function("dgen_record_step")
 
     def run(self) -> None:
         self.prog.forward.mem[...] = self.start_mem
-        self.loss[...] = self.prog.run_step(self.lean, self.chans, self.frames, self.bmem, fresh=True)
+        self.prog.run_step(self.lean, self.chans, self.frames, self.bmem, fresh=True, out=self.loss)
         self.update(self.bmem, self.grads, self.start_mem)
         P, B = self.grads.shape
         args = (self.row, self.loss, self.grads, self.dev.values, *self.history, np.int32(P), np.int32(B))
-        self.record((-(-max(B, P * B) // 256),), (256,), args)
-        self.next_row((1,), (1,), (self.row,))
+        self.record((1,), (1024,), args)
 
     def capture(self, stream):
         """A CUDA graph of one step, or None when the step cannot be captured (a host sync, an
@@ -103,15 +101,16 @@ RECORD = r"""
 extern "C" __global__ void dgen_record_step(int *row, const double *loss, const double *grads,
                                             const double *values, double *losses, double *grad_hist,
                                             double *value_hist, const int P, const int B) {
-    /* row *row of the histories (dgen_next_row then moves the row on) */
-    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x, r = *row;
-    if (t < B) losses[r * B + t] = loss[t];
-    if (t < (long long)P * B) {
-        grad_hist[r * P * B + t] = grads[t];
-        value_hist[r * P * B + t] = values[t];
+    /* one block: row *row of the histories, then (all threads done reading it) the next row */
+    const long long r = *row, PB = (long long)P * B;
+    for (long long t = threadIdx.x; t < B; t += blockDim.x) losses[r * B + t] = loss[t];
+    for (long long t = threadIdx.x; t < PB; t += blockDim.x) {
+        grad_hist[r * PB + t] = grads[t];
+        value_hist[r * PB + t] = values[t];
     }
+    __syncthreads();
+    if (threadIdx.x == 0) *row = (int)r + 1;
 }
-extern "C" __global__ void dgen_next_row(int *row) { *row += 1; }
 """
 
 EAGER_STEPS = 2  # steps launched one by one before the capture (warm the memory pool and cuFFT plans)

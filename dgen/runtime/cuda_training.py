@@ -39,9 +39,9 @@ class CudaTrainingProgram(TrainingProgram):
             rows[step.loss_id] = (cp.asarray(brows, cp.int64), cp.asarray(frows, cp.int64)) if brows else None
         return rows[step.loss_id]
 
-    def run_step(self, step, chans, frames, bmem, fresh=False):
+    def run_step(self, step, chans, frames, bmem, fresh=False, out=None):
         """Forward from the current memory, then backward into `bmem` (zeroed here). Returns
-        the loss per instance as a (B,) float64 device array. fresh: the memory is the reset
+        the loss per instance as a (B,) float64 device array (into `out` if given). fresh: the memory is the reset
         state (TrainingContext.train starts every step there), so a hop-1 spectral loss's window
         history is zero and its forward value can come out of its gradient kernel (fused_loss)."""
         cp, fwd, B = self.forward.cp, self.forward, self.instances
@@ -52,7 +52,7 @@ class CudaTrainingProgram(TrainingProgram):
         else:
             stand_in = {fused.forward_id: self._loss_stand_in(step, chans, frames, bmem, fused)}
             values = step.forward_kernel.execute(fwd.mem_view(), frames, chans, override=stand_in)
-        return frame_mean(cp, values[step.loss_id].reshape(frames, B))
+        return frame_mean(cp, values[step.loss_id].reshape(frames, B), out)
 
     def fused_loss(self, step):
         """fused_spectral_loss(step), found once per loss."""
@@ -63,10 +63,11 @@ class CudaTrainingProgram(TrainingProgram):
 
     def _lean_backward(self, step, chans, frames, bmem, values, override=None):
         fwd, B = self.forward, self.instances
-        bmem.fill(0)
         rows = self.device_rows(step)
-        if rows is not None:
-            bmem[rows[0]] = fwd.mem[rows[1]]
+        if rows is None:
+            bmem.fill(0)
+        else:  # zeros, and the parameters' rows from the forward memory: one kernel
+            backward_start(self.forward.cp, bmem, fwd.mem.reshape(-1, B), *rows)
         tape = {i: values[i] for i in step.tape_ids}
         step.backward_kernel.execute(bmem[:, 0] if B == 1 else bmem, frames, chans, tape, override)
 
@@ -142,12 +143,38 @@ extern "C" __global__ void dgen_frame_mean(const float *__restrict__ x, double *
 """
 
 
-def frame_mean(cp, signal):
-    """(B,) float64 means over the frames of a (frames, B) float32 device signal."""
+BACKWARD_START = r"""
+extern "C" __global__ void dgen_backward_start(float *bmem, const float *mem, const long long *brows,
+                                               const long long *frows, const int nrows, const long long n,
+                                               const int B) {
+    /* the backward memory at a step's start: zeros, and each parameter's row from the forward's */
+    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n) return;
+    const long long row = t / B, b = t % B;
+    float v = 0.0f;
+    for (int k = 0; k < nrows; k++)
+        if (brows[k] == row) v = mem[frows[k] * B + b];
+    bmem[t] = v;
+}
+"""
+
+
+def backward_start(cp, bmem, mem, brows, frows):
+    """bmem := 0, then bmem[brows] = mem[frows] (both (rows, B)), as one kernel."""
+    from .cuda_program import compile_module
+
+    kernel = compile_module(BACKWARD_START).get_function("dgen_backward_start")
+    n, B = bmem.size, bmem.shape[-1] if bmem.ndim > 1 else 1
+    args = (bmem, mem, brows, frows, np.int32(len(brows)), np.int64(n), np.int32(B))
+    kernel((-(-n // 256),), (256,), args)
+
+
+def frame_mean(cp, signal, out=None):
+    """(B,) float64 means over the frames of a (frames, B) float32 device signal (into out)."""
     from .cuda_program import compile_module
 
     frames, B = signal.shape
-    out = cp.empty(B, cp.float64)
+    out = cp.empty(B, cp.float64) if out is None else out
     kernel = compile_module(FRAME_MEAN).get_function("dgen_frame_mean")  # compiled once per process
     kernel((-(-B // 32),), (32, 32), (cp.ascontiguousarray(signal), out, np.int32(frames), np.int32(B)))
     return out
