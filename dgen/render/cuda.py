@@ -1,8 +1,9 @@
 """CUDA renderer: a scheduled graph -> CUDA C source (compiled at run time by NVRTC).
 
 The stages are the C backend's (`cstyle.split_stages`); their blocks become kernels
-(`cuda_fuse.kernel_units`: vector blocks and feed-forward delay chains fused, small
-prologues folded into the sequential block that alone reads them):
+(`cuda_fuse.kernel_units`: vector blocks, feed-forward delay chains and, where sums may be
+reassociated, gradient accumulators fused; small prologues folded into the sequential block
+that alone reads them):
 - vector kernel: a 2-D grid of (instance, frame lane) threads; each thread runs frames
   lane, lane + lanes, ... of its instance, so the per-call invariants (filter coefficients
   from parameters) are computed once per thread, not per frame;
@@ -12,7 +13,8 @@ Memory is (cells, B) float32, instance-minor; every signal that crosses kernels 
 (frames, B) array; neighbouring threads of a vector kernel touch neighbouring elements
 (instance fastest, then frame lane), so every access is coalesced. Kernels take
     (float *mem, int frames, int B, <read arrays...>, <written arrays...>)
-in the order `CudaLaunch.reads + CudaLaunch.writes`. Arithmetic is IEEE float32 without
+in the order `CudaLaunch.reads + CudaLaunch.writes` (vector kernels with accumulators, and
+their `_end` kernels, then take `float *part, int nlanes`: the per-lane sums). Arithmetic is IEEE float32 without
 contraction (NVRTC --fmad=false) and without flushing denormals, so pure arithmetic matches
 the float32 reference bit for bit; math functions are CUDA's (a few ulp).
 """
@@ -160,10 +162,10 @@ class _StageWriter:
         L += self.frame_lanes(frame.code(nodes, reads) + [f"a{n}[at] = v{n};" for n in writes])
         L += [f"    part[((long long){j} * nlanes + lane) * B + b] = r{c};" for j, c in enumerate(unit.accs)]
         L += ["}", ""]
-        if unit.cells or unit.accs:
+        end = bool(unit.cells or unit.accs)
+        if end:
             L += self.end_kernel(f"{name}_end", unit, frame, reads, writes, extra)
-        ends = bool(unit.cells or unit.accs)
-        return L, CudaLaunch(name, VECTOR, tuple(reads), tuple(writes), end=ends, accs=len(unit.accs))
+        return L, CudaLaunch(name, VECTOR, tuple(reads), tuple(writes), end=end, accs=len(unit.accs))
 
     def end_kernel(self, name, unit, frame, reads, writes, extra) -> list[str]:
         """A warp per instance (blockIdx.y: which accumulator): the accumulator's lane sums,

@@ -1,4 +1,4 @@
-"""Kernel fusion for the CUDA renderer: feed-forward history cells as frame offsets.
+"""Kernel fusion for the CUDA renderer: which of a stage's blocks share a kernel.
 
 A chain of a sequential block whose history cells form no loop (a delay line x[n-1], x[n-2];
 a backward graph's reversed delays) needs no frame loop. Its read at frame n is the write's
@@ -7,14 +7,15 @@ on down the chain, at most MAX_DEPTH frames back. Such chains join the vector bl
 them: a run of vector blocks and feed-forward chains is one kernel (a vector block that
 reads nothing of the sequential blocks before it joins the vector kernel ahead of them), and
 values that only crossed between those blocks stay in registers instead of going through
-memory. The cells'
-end state (the last frame's writes) is stored by a one-thread-per-instance `_end` kernel run
+memory. The cells' end state (the last frame's writes) is stored by an `_end` kernel run
 after it, so no thread writes a cell that another still reads as its start value.
 
 Gradient accumulators (s += x every frame; what a backward graph sums into parameter
-gradients) join the vector kernel of their values the same way: each thread keeps the sum
-over its frames, writes it to a per-lane scratch row, and the `_end` kernel adds the rows
-to the cell in lane order (the same result on every run).
+gradients) join the vector kernel of their values the same way when the program may
+reassociate sums: each thread keeps the sum over its frames, writes it to a per-lane scratch
+row, and the `_end` kernel adds the rows to the cell in a fixed order (the same result on
+every run). A small vector block of cheap ops that only the next sequential block reads is
+folded into that block's frame loop.
 """
 
 from __future__ import annotations
@@ -90,9 +91,9 @@ def accumulator_cells(graph, nodes, cell_nodes) -> list[int] | None:
 
 def _absorb(graph, stage, units, seq) -> None:
     """Append a sequential unit, with the vector unit before it inside when that is a small
-    prologue (at most MAX_PROLOGUE cheap nodes, no cells) whose values only this unit reads, made of
-    no more arrays than it replaces: each frame computes them where they are used (in every
-    pass of a scan) instead of a kernel writing whole signals for one reader."""
+    prologue (at most MAX_PROLOGUE cheap nodes, no cells) whose values only this unit reads,
+    made of no more arrays than it replaces: each frame computes them where they are used (in
+    every pass of a scan) instead of a kernel writing whole signals for one reader."""
     last = units[-1] if units else None
     if (
         last is None
@@ -104,13 +105,13 @@ def _absorb(graph, stage, units, seq) -> None:
     ):
         units.append(seq)
         return
-    inside, outs = {*last.nodes, *seq.nodes}, {s.node for s in stage.slots if stage.written(s)}
-    users = {c for nd in graph.nodes for i in nd.inputs if i in set(last.nodes) for c in [nd.id]}
-    merged = _arrays_read(graph, stage, inside)
-    if not users <= inside or outs & set(last.nodes) or len(merged) > len(_arrays_read(graph, stage, seq.nodes)):
-        units.append(seq)  # more arrays to read would cost every scan pass more than the kernel saves
+    local, inside = set(last.nodes), {*last.nodes, *seq.nodes}
+    users = {nd.id for nd in graph.nodes if any(i in local for i in nd.inputs)}
+    outs = {s.node for s in stage.slots if stage.written(s)}
+    more_arrays = len(_arrays_read(graph, stage, inside)) > len(_arrays_read(graph, stage, seq.nodes))
+    if not users <= inside or outs & local or more_arrays:  # more arrays: every scan pass reads them
+        units.append(seq)
         return
-    local = set(last.nodes)
     groups = tuple(
         (*[n for n in last.nodes if n in cone(graph, local, [i for m in ch for i in graph.nodes[m].inputs])], *ch)
         for ch in seq.chains
@@ -134,6 +135,7 @@ def _join(graph, units, run) -> None:
 
 
 def _arrays_read(graph, stage, nodes) -> set[int]:
+    """The arrays a kernel of these nodes would read (inputs and tapes through their alias)."""
     local = set(nodes)
     inputs = {i for n in local for i in graph.nodes[n].inputs}
     return {stage.alias.get(i, i) for i in inputs - local if i not in stage.invariant}

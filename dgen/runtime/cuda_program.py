@@ -172,22 +172,27 @@ class CudaKernel:
                 chunk = scan_chunk(frames, B, launch.scan) if launch.scan and self.scan else frames
                 if chunk < frames:
                     self._scan(functions, launch, args, chunk, frames, B)
-                    continue
-                per_instance = (-(-B // sequential_threads(B)),), (sequential_threads(B),)
-                if launch.kind == "vector":
-                    grid, block = vector_grid(frames, B, SUM_LANES if launch.accs else VECTOR_LANES)
-                    if launch.accs:  # each lane's sums, added up by the _end kernel
-                        nlanes = grid[1] * block[1]
-                        args += (cp.empty((launch.accs * nlanes, B), F32), np.int32(nlanes))
-                    functions[launch.name](grid, block, args)
                 else:
-                    functions[launch.name]((per_instance[0][0], launch.chains), per_instance[1], args)
-                if launch.end:  # after every frame read the start state: a warp per instance and sum
-                    functions[f"{launch.name}_end"]((-(-B * 32 // 256), max(1, launch.accs)), (256,), args)
+                    self._launch(cp, functions, launch, args, frames, B)
         for i in self.keep:
             if i not in values:
                 values[i] = self._whole(cp, i, dmem, values, ins, tape, frames, B)
         return values
+
+    @staticmethod
+    def _launch(cp, functions, launch, args, frames, B):
+        """A kernel on its grid (render/cuda.py), then its `_end` kernel if it has one."""
+        if launch.kind == "vector":
+            grid, block = vector_grid(frames, B, SUM_LANES if launch.accs else VECTOR_LANES)
+            if launch.accs:  # each lane's sums, added up by the _end kernel
+                nlanes = grid[1] * block[1]
+                args += (cp.empty((launch.accs * nlanes, B), F32), np.int32(nlanes))
+            functions[launch.name](grid, block, args)
+        else:
+            threads = sequential_threads(B)
+            functions[launch.name]((-(-B // threads), launch.chains), (threads,), args)
+        if launch.end:  # after every frame read the start state: a warp per instance and sum
+            functions[f"{launch.name}_end"]((-(-B * 32 // 256), max(1, launch.accs)), (256,), args)
 
     @staticmethod
     def _scan(functions, launch, args, chunk, frames, B):

@@ -17,6 +17,7 @@ import numpy as np
 from ..train.program import TrainingProgram
 from . import cuda_sdft
 from .cuda_buffer import carry_history
+from .cuda_program import compile_module
 
 F32 = np.dtype(np.float32)
 
@@ -41,9 +42,10 @@ class CudaTrainingProgram(TrainingProgram):
 
     def run_step(self, step, chans, frames, bmem, fresh=False, out=None):
         """Forward from the current memory, then backward into `bmem` (zeroed here). Returns
-        the loss per instance as a (B,) float64 device array (into `out` if given). fresh: the memory is the reset
-        state (TrainingContext.train starts every step there), so a hop-1 spectral loss's window
-        history is zero and its forward value can come out of its gradient kernel (fused_loss)."""
+        the loss per instance as a (B,) float64 device array (written into `out` if given).
+        fresh: the memory is the reset state (TrainingContext.train starts every step there),
+        so a hop-1 spectral loss's window history is zero and its forward value can come out
+        of its gradient kernel (fused_loss)."""
         cp, fwd, B = self.forward.cp, self.forward, self.instances
         fused = self.fused_loss(step) if fresh else None
         if fused is None:
@@ -161,8 +163,6 @@ extern "C" __global__ void dgen_backward_start(float *bmem, const float *mem, co
 
 def backward_start(cp, bmem, mem, brows, frows):
     """bmem := 0, then bmem[brows] = mem[frows] (both (rows, B)), as one kernel."""
-    from .cuda_program import compile_module
-
     kernel = compile_module(BACKWARD_START).get_function("dgen_backward_start")
     n, B = bmem.size, bmem.shape[-1] if bmem.ndim > 1 else 1
     args = (bmem, mem, brows, frows, np.int32(len(brows)), np.int64(n), np.int32(B))
@@ -171,8 +171,6 @@ def backward_start(cp, bmem, mem, brows, frows):
 
 def frame_mean(cp, signal, out=None):
     """(B,) float64 means over the frames of a (frames, B) float32 device signal (into out)."""
-    from .cuda_program import compile_module
-
     frames, B = signal.shape
     out = cp.empty(B, cp.float64) if out is None else out
     kernel = compile_module(FRAME_MEAN).get_function("dgen_frame_mean")  # compiled once per process
