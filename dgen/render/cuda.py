@@ -189,7 +189,7 @@ class _StageWriter:
         L += [f"    const float s{c} = {at(c)};" for c in unit.cells]
         L += [f"    const int i = {'0' if self.reverse else 'frames - 1'};"]
         L += ["    const long long at = (long long)i * B + b;"]
-        L += ["    " + line for line in frame.code(list(ends.values()), reads)]
+        L += ["    " + line for line in frame.code(list(ends.values()), reads, sums=False)]
         L += [f"    {at(c)} = v{w};" for c, w in ends.items()]
         return L + ["}", ""]
 

@@ -121,12 +121,16 @@ def _absorb(graph, stage, units, seq) -> None:
 
 def _join(graph, units, run) -> None:
     """Add a vector run to the latest vector unit, moved ahead of the sequential units after
-    that one when it reads none of their values; else append it."""
+    that one when it reads none of their values, and unless the joined kernel would recompute
+    more than MAX_DEPTH frames back (delays chained through vector blocks); else append it."""
     skipped = set()
     for j in range(len(units) - 1, -1, -1):
         if units[j].kind == VECTOR:
             last = units[j]
-            units[j] = Unit(VECTOR, last.nodes + run.nodes, cells=last.cells + run.cells, accs=last.accs + run.accs)
+            joined = Unit(VECTOR, last.nodes + run.nodes, cells=last.cells + run.cells, accs=last.accs + run.accs)
+            if fused_depth(graph, joined.nodes) > MAX_DEPTH:  # chains joined end to end reach further back
+                break
+            units[j] = joined
             return
         skipped |= set(units[j].nodes)
         if any(i in skipped for n in run.nodes for i in graph.nodes[n].inputs):
@@ -190,6 +194,11 @@ def cone_cells(graph, local, roots) -> set[int]:
     return {graph.nodes[n].op.cell.id for n in cone(graph, local, roots) if graph.nodes[n].op.name == "history_read"}
 
 
+def fused_depth(graph, nodes) -> int:
+    """How many frames back a vector kernel of these nodes recomputes."""
+    return len(frame_levels(graph, nodes, nodes)) - 1
+
+
 def frame_levels(graph, nodes, roots) -> list[set[int]]:
     """levels[k]: the nodes a frame evaluates k frames back (k = 0: the frame itself) to get
     the roots; a read at level k is its cell's write at level k + 1."""
@@ -213,7 +222,10 @@ class FusedFrame:
         self.writes = cell_writes(self.g, unit.nodes)
         self.back = "+" if writer.reverse else "-"  # a backward graph runs its frames last first
 
-    def code(self, roots, reads) -> list[str]:
+    def code(self, roots, reads, sums=True) -> list[str]:
+        """sums: the frame adds its accumulators' values to the lane's sums (the main kernel;
+        the `_end` kernel recomputes the last frame only for the cells' end state)."""
+        self.sums = sums
         levels = frame_levels(self.g, self.unit.nodes, roots)
         return [line for k in reversed(range(len(levels))) for line in self.level(k, levels[k], reads)]
 
@@ -240,7 +252,7 @@ class FusedFrame:
         elif name == "history_write":
             expr = args[0]
         elif name == "grad_accum":  # its value is its input; frame k = 0 also adds it to the lane's sum
-            tail = f" r{nd.op.cell.id} += v{nd.id};" if k == 0 else ""
+            tail = f" r{nd.op.cell.id} += v{nd.id};" if k == 0 and self.sums else ""
             return f"const float v{nd.id}{sfx} = {args[0]};{tail} /* {repr(nd.op).replace('*/', '* /')} */"
         else:
             expr = self.w.r.pure_expr(nd, "sf", args)

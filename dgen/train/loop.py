@@ -51,7 +51,7 @@ def finish(ctx, params, start, losses, grads, values):
     bad = ~np.isfinite(losses).all(axis=1) | ~np.isfinite(grads).all(axis=(1, 2))
     bad |= ~(np.abs(values).max(axis=(1, 2)) <= limit)
     good = int(np.argmax(bad)) if bad.any() else len(losses)
-    scalar = (lambda a: float(a[0])) if B == 1 else (lambda a: a)  # rows of the recorded arrays
+    scalar = (lambda a: float(a[0])) if B == 1 else (lambda a: a.copy())  # rows own their values
     first = ctx.steps + 1
     ctx.history.extend(
         {"step": first + s, "loss": scalar(losses[s]), **{p.name: scalar(values[s, k]) for k, p in enumerate(params)}}
@@ -60,15 +60,15 @@ def finish(ctx, params, start, losses, grads, values):
     ctx.steps += good
     before = values[good - 1] if good else start
     ran = min(good, len(losses) - 1)  # the last step whose forward_backward ran (a failing one too)
-    for k, p in enumerate(params):
-        p.value = before[k, 0] if B == 1 else before[k]
-        p.grad = float(grads[ran, k, 0]) if B == 1 else grads[ran, k]
-    ctx.last_loss = losses[ran]
+    for k, p in enumerate(params):  # copies: nothing the caller gets keeps the whole record alive
+        p.value = before[k, 0] if B == 1 else before[k].copy()
+        p.grad = float(grads[ran, k, 0]) if B == 1 else grads[ran, k].copy()
+    ctx.last_loss = losses[ran].copy()
     if good < len(losses):  # as TrainingContext.step: the step counts, its update is not applied
         message = _problem(ctx, params, before, losses[good], grads[good], values[good], limit)
         ctx.steps += 1
         raise errors.TrainingError(message)
-    return float(losses[-1][0]) if B == 1 else losses[-1]
+    return float(losses[-1][0]) if B == 1 else losses[-1].copy()
 
 
 def _problem(ctx, params, before, loss, grads, values, limit):

@@ -15,7 +15,8 @@ from dgen.analysis import SEQUENTIAL, VECTOR
 from dgen.interp.reference import ReferenceKernel
 from dgen.pipeline import plan
 from dgen.render.cstyle import split_stages
-from dgen.render.cuda_fuse import MAX_DEPTH, kernel_units
+from dgen.render.cuda import render_cuda
+from dgen.render.cuda_fuse import MAX_DEPTH, fused_depth, kernel_units
 
 
 def requires_cuda(test):
@@ -83,6 +84,40 @@ def test_delay_chains_deeper_than_max_depth_stay_sequential(taps, fused):
     assert any(u.kind == SEQUENTIAL for u in units) != fused
 
 
+def test_delays_chained_through_vector_blocks_split_at_max_depth():
+    """Each delay-then-gain is its own feed-forward chain; joined end to end they would reach
+    20 frames back, so the kernels split where the depth would pass MAX_DEPTH."""
+    g = dgen.Graph()
+    x = g.input(0)
+    for _ in range(20):
+        h, write = g.history()
+        write(x)
+        x = h * 0.9
+    g.output(0, x)
+    p, units = _units(g)
+    assert len(units) > 1 and sum(len(u.cells) for u in units) == 20
+    assert all(fused_depth(p.graph, u.nodes) <= MAX_DEPTH for u in units)
+
+
+def _accumulator_into_delay():
+    """A sum over frames whose per-frame value also goes through a delay: the `_end` kernel
+    recomputes it for the delay's end state and must not add it to the lane sums."""
+    g = dgen.Graph()
+    x = g.input(0)
+    a = g.n(Op.grad_accum(g.alloc()), x * 2.0 + g.input(1))
+    h, write = g.history()
+    write(a * 3.0)
+    g.output(0, h + x)
+    return g
+
+
+def test_end_kernel_recomputes_values_without_adding_to_sums():
+    p = plan(_accumulator_into_delay(), expand=True)
+    src = render_cuda(p.graph, p.schedule, p.layout, reassociate=True).source
+    main, end = src.split("_end(")
+    assert "float r0 = 0.0f;" in main and "r0 +=" in main and "r0" not in end
+
+
 def test_feedback_through_a_cell_is_not_feed_forward():
     g = dgen.Graph()
     h, write = g.history()
@@ -106,17 +141,18 @@ def test_small_prologue_folds_into_the_sequential_unit_that_alone_reads_it(also_
 
 
 @requires_cuda
+@pytest.mark.parametrize("build", [_fir_and_one_pole, _accumulator_into_delay])
 @pytest.mark.parametrize("scan", [False, True])  # True: scans, and accumulators summed per lane
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("instances", [1, 3])
-def test_fused_kernels_match_reference_streamed(reverse, instances, scan):
+def test_fused_kernels_match_reference_streamed(reverse, instances, scan, build):
     """Frame counts of 1 and 2 are shorter than the 3-deep delay chain: reads reach back into
     the previous call's state, and the end kernel's state comes partly from the start state."""
     import cupy as cp
 
     from dgen.runtime.cuda_program import CudaKernel
 
-    p = plan(_fir_and_one_pole(), expand=True, reverse=reverse)
+    p = plan(build(), expand=True, reverse=reverse)
     outs = [nd.id for nd in p.graph.outputs().values()]
     ref = ReferenceKernel(p.graph, p.schedule, p.layout, np.float32, reverse)
     kern = CudaKernel(p.graph, p.schedule, p.layout, np.float32, reverse, scan=scan)

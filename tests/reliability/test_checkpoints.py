@@ -146,3 +146,20 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         ctx.save(path)
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.json"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("backend", ["reference", pytest.param("c", marks=requires_cc)])
+def test_history_rows_own_their_values(backend):
+    """With B > 1 the rows are arrays (docs/reliability.md); changing what train() returned, a
+    parameter's value or another row leaves every row as recorded."""
+    params, loss, prog = problem(3, backend)
+    ctx = dgen.TrainingContext(params, dgen.Adam(lr=0.01), loss, prog)
+    returned = ctx.train(3)
+    recorded = trajectory(ctx)
+    assert isinstance(ctx.history[-1]["loss"], np.ndarray) and ctx.history[-1]["loss"].shape == (3,)
+    np.testing.assert_array_equal(returned, ctx.history[-1]["loss"])
+    returned *= 2.0
+    ctx.last_loss *= 3.0
+    params[0].value *= 0.5
+    ctx.history[0]["gain"][:] = 0.0
+    assert trajectory(ctx)[1:] == recorded[1:]
