@@ -225,11 +225,10 @@ class FusedFrame:
     def code(self, roots, reads, sums=True) -> list[str]:
         """sums: the frame adds its accumulators' values to the lane's sums (the main kernel;
         the `_end` kernel recomputes the last frame only for the cells' end state)."""
-        self.sums = sums
         levels = frame_levels(self.g, self.unit.nodes, roots)
-        return [line for k in reversed(range(len(levels))) for line in self.level(k, levels[k], reads)]
+        return [line for k in reversed(range(len(levels))) for line in self.level(k, levels[k], reads, sums)]
 
-    def level(self, k, need, reads) -> list[str]:
+    def level(self, k, need, reads, sums) -> list[str]:
         used = {self.w.src(i) for n in need for i in self.g.nodes[n].inputs}
         if k:
             ok = f"i{k} >= 0" if self.back == "-" else f"i{k} < frames"
@@ -239,10 +238,10 @@ class FusedFrame:
             L = [f"const float x{r} = a{r}[at];" for r in reads if r in used]
         for n in self.unit.nodes:
             if n in need:
-                L.append(self.statement(self.g.nodes[n], k))
+                L.append(self.statement(self.g.nodes[n], k, sums and k == 0))
         return L
 
-    def statement(self, nd, k) -> str:
+    def statement(self, nd, k, add_to_sums) -> str:
         sfx, name = f"_{k}" if k else "", nd.op.name
         args = [self.ref(i, sfx) for i in nd.inputs]
         if name == "history_read":
@@ -251,8 +250,8 @@ class FusedFrame:
             expr = f"s{c}" if w is None else f"ok{k + 1} ? v{w}_{k + 1} : s{c}"
         elif name == "history_write":
             expr = args[0]
-        elif name == "grad_accum":  # its value is its input; frame k = 0 also adds it to the lane's sum
-            tail = f" r{nd.op.cell.id} += v{nd.id};" if k == 0 and self.sums else ""
+        elif name == "grad_accum":  # its value is its input; the main kernel's frame adds it to the lane's sum
+            tail = f" r{nd.op.cell.id} += v{nd.id};" if add_to_sums else ""
             return f"const float v{nd.id}{sfx} = {args[0]};{tail} /* {repr(nd.op).replace('*/', '* /')} */"
         else:
             expr = self.w.r.pure_expr(nd, "sf", args)

@@ -69,7 +69,7 @@ class CudaTrainingProgram(TrainingProgram):
         if rows is None:
             bmem.fill(0)
         else:  # zeros, and the parameters' rows from the forward memory: one kernel
-            backward_start(self.forward.cp, bmem, fwd.mem.reshape(-1, B), *rows)
+            backward_start(bmem, fwd.mem.reshape(-1, B), *rows)
         tape = {i: values[i] for i in step.tape_ids}
         step.backward_kernel.execute(bmem[:, 0] if B == 1 else bmem, frames, chans, tape, override)
 
@@ -161,7 +161,7 @@ extern "C" __global__ void dgen_backward_start(float *bmem, const float *mem, co
 """
 
 
-def backward_start(cp, bmem, mem, brows, frows):
+def backward_start(bmem, mem, brows, frows):
     """bmem := 0, then bmem[brows] = mem[frows] (both (rows, B)), as one kernel."""
     kernel = compile_module(BACKWARD_START).get_function("dgen_backward_start")
     n, B = bmem.size, bmem.shape[-1] if bmem.ndim > 1 else 1
