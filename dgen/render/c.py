@@ -108,10 +108,6 @@ class _Loop:
     nodes: tuple
 
 
-def _comment(op) -> str:
-    return repr(op).replace("*/", "* /")
-
-
 class _StageWriter:
     """Writes one stage function (see the module docstring for the two lane models)."""
 
@@ -237,7 +233,7 @@ class _StageWriter:
                 nd, vec = self.g.nodes[n], self.lanes and n not in self.scalar
                 args = [self.ref(i, vec, ()) for i in nd.inputs]
                 T, p = ("vf", "vf") if vec else ("float", "sf")
-                L.append(f"    const {T} u{n} = {self.r.pure_expr(nd, p, args)}; /* {_comment(nd.op)} */")
+                L.append(f"    const {T} u{n} = {self.r.pure_expr(nd, p, args)}; /* {cstyle.op_comment(nd.op)} */")
         return L
 
     def state_stores(self) -> list[str]:
@@ -327,7 +323,7 @@ class _StageWriter:
             nd = self.g.nodes[n]
             args = [self.ref(i, vec, local) for i in nd.inputs]
             stmt = self.select_of_compare(nd, local) if vec else None
-            body.append((stmt or self.statement(nd, vec, args)) + f" /* {_comment(nd.op)} */")
+            body.append((stmt or self.statement(nd, vec, args)) + f" /* {cstyle.op_comment(nd.op)} */")
             body += self.stores(n, vec)
             needs_at |= self.lanes and n in self.outs
         body += unused_locals(body, [f"x{i}" for i in loaded] + [f"v{n}" for n in nodes])

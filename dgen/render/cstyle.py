@@ -91,6 +91,11 @@ def float_literal(value: float) -> str:
     return f"({s}f)" if s.startswith("-") else f"{s}f"
 
 
+def op_comment(op) -> str:
+    """The op as a C comment's text (no `*/` inside)."""
+    return repr(op).replace("*/", "* /")
+
+
 def split_stages(graph, schedule, keep=()) -> tuple[Step, ...]:
     """Steps in run order: compiled stages and the buffer blocks between them."""
     runs = []  # ("buffer", Block) or ("stage", [Block, ...])

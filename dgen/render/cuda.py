@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..analysis import SEQUENTIAL, VECTOR
-from .cstyle import CStyleRenderer, Step, float_literal, split_stages
+from .cstyle import CStyleRenderer, Step, float_literal, op_comment, split_stages
 from .cuda_fuse import FusedFrame, kernel_units
 from .cuda_prelude import PRELUDE
 from .cuda_scan import ScanWriter, scan_cells
@@ -255,7 +255,7 @@ class _StageWriter:
         inner, local = [f"const float x{i} = x{i}_[k];" for i in reads], set(nodes)
         for n in nodes:
             nd = self.g.nodes[n]
-            inner.append(self.statement(nd, [self.ref(i, local) for i in nd.inputs]) + f" /* {_comment(nd.op)} */")
+            inner.append(self.statement(nd, [self.ref(i, local) for i in nd.inputs]) + f" /* {op_comment(nd.op)} */")
             if n in writes:
                 inner.append(f"a{n}[at] = v{n};")
         return inner
@@ -321,7 +321,7 @@ class _StageWriter:
         for n in self.st.uniforms:
             nd = self.g.nodes[n]
             expr = self.r.pure_expr(nd, "sf", [self.ref(i, ()) for i in nd.inputs])
-            L.append(f"    const float u{n} = {expr}; /* {_comment(nd.op)} */")
+            L.append(f"    const float u{n} = {expr}; /* {op_comment(nd.op)} */")
         return L
 
     def ref(self, i, local) -> str:
@@ -337,10 +337,6 @@ class _StageWriter:
             base = f"mem + (long long){self.layout.offsets[nd.op.cell.id]} * B + b"
             return self.r.state_stmt(nd, "float", "sf", args, base, ", B")
         return f"float v{nd.id} = {self.r.pure_expr(nd, 'sf', args)};"
-
-
-def _comment(op) -> str:
-    return repr(op).replace("*/", "* /")
 
 
 def render_cuda(graph, schedule, layout, reverse=False, keep=(), reassociate=False) -> CudaSource:

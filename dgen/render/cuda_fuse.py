@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ..analysis import SEQUENTIAL, VECTOR
 from ..ops import PURE
-from .cstyle import SOURCES
+from .cstyle import SOURCES, op_comment
 
 MAX_DEPTH = 8  # deeper delay chains stay sequential: each level recomputes its cone
 MAX_PROLOGUE = 16  # nodes of a vector unit folded into the sequential unit after it
@@ -252,10 +252,10 @@ class FusedFrame:
             expr = args[0]
         elif name == "grad_accum":  # its value is its input; the main kernel's frame adds it to the lane's sum
             tail = f" r{nd.op.cell.id} += v{nd.id};" if add_to_sums else ""
-            return f"const float v{nd.id}{sfx} = {args[0]};{tail} /* {repr(nd.op).replace('*/', '* /')} */"
+            return f"const float v{nd.id}{sfx} = {args[0]};{tail} /* {op_comment(nd.op)} */"
         else:
             expr = self.w.r.pure_expr(nd, "sf", args)
-        return f"const float v{nd.id}{sfx} = {expr}; /* {repr(nd.op).replace('*/', '* /')} */"
+        return f"const float v{nd.id}{sfx} = {expr}; /* {op_comment(nd.op)} */"
 
     def ref(self, i, sfx) -> str:
         if i in self.local:
